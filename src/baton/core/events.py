@@ -1,0 +1,65 @@
+"""CloudEvents 1.0 envelope and the event types Baton emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from baton.core.ids import new_id
+
+SPECVERSION = "1.0"
+
+RUN_ENQUEUED = "baton.run.enqueued"
+RUN_STARTED = "baton.run.started"
+RUN_SUSPENDED = "baton.run.suspended"
+RUN_RECOVERED = "baton.run.recovered"
+RUN_SUCCEEDED = "baton.run.succeeded"
+RUN_FAILED = "baton.run.failed"
+RUN_CANCELLED = "baton.run.cancelled"
+RUN_DEAD = "baton.run.dead"
+RUN_REDRIVEN = "baton.run.redriven"
+STEP_COMPLETED = "baton.step.completed"
+STEP_RETRYING = "baton.step.retrying"
+STEP_FAILED = "baton.step.failed"
+
+
+@dataclass(slots=True)
+class CloudEvent:
+    """A CloudEvents 1.0 event. `correlationid` and `runid` are extension attributes."""
+
+    type: str
+    source: str
+    subject: str | None = None
+    data: dict[str, Any] | None = None
+    correlationid: str | None = None
+    runid: str | None = None
+    id: str = field(default_factory=new_id)
+    time: float = 0.0
+    datacontenttype: str = "application/json"
+    specversion: str = SPECVERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "time": rfc3339(self.time),
+            "datacontenttype": self.datacontenttype,
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject
+        if self.correlationid is not None:
+            out["correlationid"] = self.correlationid
+        if self.runid is not None:
+            out["runid"] = self.runid
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z"
+    )

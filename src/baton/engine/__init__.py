@@ -1,0 +1,1 @@
+"""Durable execution: workflows, steps, checkpoints, retries, recovery."""

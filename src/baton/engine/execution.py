@@ -1,0 +1,394 @@
+"""One claimed run being executed: the workflow function re-runs from the top, and every step
+that already has a checkpoint returns its recorded result instead of running again.
+
+The decisions (what a step call means, what to write after it) live in `Execution`; the sync
+driver (a worker thread) and the async driver (a task on the runtime loop) only differ in how
+they run the user's function and wait for the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from baton.core import events as ev
+from baton.core import serialization
+from baton.core.errors import (
+    DivergenceError,
+    FenceLost,
+    SerializationError,
+    StepTimeout,
+    StoreError,
+    WorkflowTimeout,
+)
+from baton.engine import failures
+from baton.engine.emit import run_event
+from baton.engine.registry import StepDef, WorkflowDef
+from baton.observability.logging import bind_contextvars, get_logger, unbind_contextvars
+from baton.store.records import RunRecord, RunStatus, StepRecord, StepStatus
+
+if TYPE_CHECKING:
+    from baton.engine.runtime import Runtime
+
+log = get_logger("baton.engine")
+
+current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "baton_execution", default=None
+)
+in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("baton_in_step", default=False)
+
+_LOG_KEYS = ("run_id", "correlation_id", "workflow")
+
+
+class Unwind(BaseException):  # noqa: N818 - control flow, not an error a user sees
+    """Stops a workflow function: its run was suspended, finished elsewhere, or lost."""
+
+
+class _Plan:
+    """What a step call has to do: return a recorded value, raise, stop, or run."""
+
+    __slots__ = ("attempts", "digest", "exc", "future", "kind", "seq", "started_at", "value")
+
+    def __init__(self, kind: str, seq: int = 0, **fields: Any) -> None:
+        self.kind = kind
+        self.seq = seq
+        self.value = fields.get("value")
+        self.exc: BaseException | None = fields.get("exc")
+        self.future: Future | None = fields.get("future")
+        self.attempts: int = fields.get("attempts", 0)
+        self.started_at: float = fields.get("started_at", 0.0)
+        self.digest: str = fields.get("digest", "")
+
+
+class Execution:
+    def __init__(self, rt: Runtime, run: RunRecord, wf: WorkflowDef) -> None:
+        self.rt = rt
+        self.run = run
+        self.wf = wf
+        self.fence = run.fence
+        self.seq = 0
+        self.recorded = {s.seq: s for s in rt.store.load_steps(run.run_id)}
+        self.stop_reason: str | None = None  # "cancelled", "shutdown" or "deadline"
+        self.task: asyncio.Task | None = None
+        self.started = time.perf_counter()
+
+    # -- decisions -----------------------------------------------------------------------
+    def plan(self, step: StepDef, args: tuple, kwargs: dict) -> _Plan:
+        gate = self._gate()
+        if gate is not None:
+            return gate
+        self.seq += 1
+        seq = self.seq
+        try:
+            digest = serialization.args_hash(args, kwargs)
+        except SerializationError as exc:
+            return _Plan("raise", seq, exc=exc)
+        rec = self.recorded.get(seq)
+        if rec is None:
+            return _Plan("run", seq, attempts=0, started_at=self.rt.clock.now(), digest=digest)
+        if rec.name != step.name or rec.args_hash != digest:
+            recorded = f"{rec.name!r}" + ("" if rec.name != step.name else " with other arguments")
+            err = DivergenceError(self.run.run_id, seq, recorded, repr(step.name))
+            return self._stop_failed(err, step.name)
+        if rec.status == StepStatus.SUCCEEDED:
+            return _Plan("cached", seq, value=serialization.loads(rec.output))
+        if rec.status == StepStatus.FAILED:
+            return _Plan("raise", seq, exc=failures.rebuild(serialization.loads(rec.error)))
+        return _Plan("run", seq, attempts=rec.attempts, started_at=rec.started_at, digest=digest)
+
+    def succeeded(self, step: StepDef, plan: _Plan, result: Any, t0: float) -> tuple[Future, Any]:
+        try:
+            output = serialization.dumps(result, f"output of step {step.name!r}")
+        except SerializationError as exc:
+            return self.failed(step, plan, exc, t0)
+        now = self.rt.clock.now()
+        rec = StepRecord(
+            self.run.run_id, plan.seq, step.name, plan.digest, StepStatus.SUCCEEDED,
+            plan.attempts + 1, plan.started_at, now, output, None, self.rt.worker_id,
+        )
+        event = run_event(
+            ev.STEP_COMPLETED, self.rt.source, self.run, now,
+            {"step": step.name, "seq": plan.seq, "attempt": plan.attempts + 1,
+             "duration_ms": round((time.perf_counter() - t0) * 1000, 3)},
+        )
+        return self.rt.store.save_step(self.fence, rec, [event]), None
+
+    def failed(
+        self, step: StepDef, plan: _Plan, exc: BaseException, t0: float
+    ) -> tuple[Future, BaseException]:
+        """Record a failed attempt; return the write to wait for and what to raise after it."""
+        attempt = plan.attempts + 1
+        now = self.rt.clock.now()
+        doc = failures.describe(exc, step.name, attempt)
+        rec = StepRecord(
+            self.run.run_id, plan.seq, step.name, plan.digest, StepStatus.RETRYING,
+            attempt, plan.started_at, now, None, serialization.dumps(doc), self.rt.worker_id,
+        )
+        data = {"step": step.name, "seq": plan.seq, "attempt": attempt,
+                "error": {"type": doc["type"], "message": doc["message"]}}
+        policy = step.retry
+        retryable = policy.is_retryable(exc) and not isinstance(exc, SerializationError)
+        if retryable and attempt < policy.max_attempts:
+            rng = random.Random(f"{self.run.run_id}:{plan.seq}:{attempt}")
+            delay = policy.delay(attempt, rng)
+            data["delay"] = delay
+            event = run_event(ev.STEP_RETRYING, self.rt.source, self.run, now, data)
+            log.info("step retrying", step=step.name, attempt=attempt, delay=delay,
+                     error=doc["message"])
+            fut = self.rt.store.retry_step_later(self.fence, rec, now + delay, [event])
+            self.rt.due_at(now + delay)
+            return fut, Unwind("retry scheduled")
+        rec.status = StepStatus.FAILED
+        step_failed = run_event(ev.STEP_FAILED, self.rt.source, self.run, now, data)
+        if retryable:  # retries exhausted: the run goes to the dead-letter queue
+            log.warning("run dead", step=step.name, attempts=attempt, error=doc["message"])
+            dead = run_event(ev.RUN_DEAD, self.rt.source, self.run, now,
+                             {"step": step.name, "attempts": attempt, "error": data["error"]})
+            fut = self.rt.store.finish_run(
+                self.run.run_id, self.fence, RunStatus.DEAD, None, serialization.dumps(doc),
+                now, [step_failed, dead], step=rec,
+            )
+            return fut, Unwind("dead")
+        _tag(exc, step.name, attempt)
+        return self.rt.store.save_step(self.fence, rec, [step_failed]), exc
+
+    def completed(self, result: Any) -> Future:
+        now = self.rt.clock.now()
+        leftover = [s for seq, s in sorted(self.recorded.items()) if seq > self.seq]
+        if leftover:
+            first = leftover[0]
+            err = DivergenceError(
+                self.run.run_id, first.seq, repr(first.name), "nothing (the workflow returned)"
+            )
+            return self._finish_failed(err, None, now)
+        try:
+            output = serialization.dumps(result, f"output of workflow {self.wf.name!r}")
+        except SerializationError as exc:
+            return self._finish_failed(exc, None, now)
+        ms = round((time.perf_counter() - self.started) * 1000, 3)
+        event = run_event(ev.RUN_SUCCEEDED, self.rt.source, self.run, now, {"duration_ms": ms})
+        log.info("run succeeded", duration_ms=ms)
+        return self.rt.store.finish_run(
+            self.run.run_id, self.fence, RunStatus.SUCCEEDED, output, None, now, [event]
+        )
+
+    def crashed(self, exc: BaseException) -> Future:
+        step, attempts = getattr(exc, "_baton_step", (None, None))
+        return self._finish_failed(exc, step, self.rt.clock.now(), attempts)
+
+    def expire(self) -> Future:
+        """The deadline passed while the run was executing here."""
+        self.stop_reason = "deadline"
+        return self._finish_failed(
+            WorkflowTimeout(self.run.run_id, self.run.timeout), None, self.rt.clock.now()
+        )
+
+    # -- waiting -------------------------------------------------------------------------
+    def wait(self, fut: Future) -> None:
+        try:
+            fut.result()
+        except (FenceLost, StoreError) as exc:
+            self._lost(exc)
+
+    async def await_(self, fut: Future) -> None:
+        try:
+            await asyncio.wrap_future(fut)
+        except (FenceLost, StoreError) as exc:
+            self._lost(exc)
+
+    # -- drivers -------------------------------------------------------------------------
+    def call_sync(self, step: StepDef, args: tuple, kwargs: dict) -> Any:
+        plan = self.plan(step, args, kwargs)
+        if plan.kind != "run":
+            return self._short_circuit_sync(plan)
+        t0 = time.perf_counter()
+        token = in_step.set(True)
+        bind_contextvars(step=step.name)
+        try:
+            result = self._invoke_sync(step, args, kwargs)
+        except Exception as exc:
+            fut, raise_ = self.failed(step, plan, exc, t0)
+            self.wait(fut)
+            if raise_ is exc:
+                raise
+            raise raise_ from None
+        finally:
+            in_step.reset(token)
+            unbind_contextvars("step")
+        fut, raise_ = self.succeeded(step, plan, result, t0)
+        self.wait(fut)
+        if raise_ is not None:
+            raise raise_
+        return result
+
+    async def call_async(self, step: StepDef, args: tuple, kwargs: dict) -> Any:
+        plan = self.plan(step, args, kwargs)
+        if plan.kind != "run":
+            if plan.kind == "stop":
+                await self.await_(plan.future)  # type: ignore[arg-type]
+            return self._short_circuit_sync(plan, waited=True)
+        t0 = time.perf_counter()
+        token = in_step.set(True)
+        bind_contextvars(step=step.name)
+        try:
+            result = await self._invoke_async(step, args, kwargs)
+        except Exception as exc:
+            fut, raise_ = self.failed(step, plan, exc, t0)
+            await self.await_(fut)
+            if raise_ is exc:
+                raise
+            raise raise_ from None
+        finally:
+            in_step.reset(token)
+            unbind_contextvars("step")
+        fut, raise_ = self.succeeded(step, plan, result, t0)
+        await self.await_(fut)
+        if raise_ is not None:
+            raise raise_
+        return result
+
+    def run_sync(self) -> None:
+        token = current.set(self)
+        bind_contextvars(**self._log_context())
+        try:
+            args, kwargs = self._input()
+            try:
+                result = self.wf.fn(*args, **kwargs)
+            except Unwind:
+                return
+            except Exception as exc:
+                self.wait(self.crashed(exc))
+                return
+            self.wait(self.completed(result))
+        except Unwind:
+            return
+        finally:
+            unbind_contextvars(*_LOG_KEYS)
+            current.reset(token)
+            self.rt.finished(self)
+
+    async def run_async(self) -> None:
+        current.set(self)
+        bind_contextvars(**self._log_context())
+        try:
+            args, kwargs = self._input()
+            try:
+                result = await self.wf.fn(*args, **kwargs)
+            except Unwind:
+                return
+            except Exception as exc:
+                await self.await_(self.crashed(exc))
+                return
+            await self.await_(self.completed(result))
+        except (Unwind, asyncio.CancelledError):
+            return
+        finally:
+            self.rt.finished(self)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _invoke_sync(self, step: StepDef, args: tuple, kwargs: dict) -> Any:
+        if step.is_async:
+            return self.rt.run_coroutine(_with_timeout(step, step.fn(*args, **kwargs)))
+        if step.timeout is None:
+            return step.fn(*args, **kwargs)
+        ctx = contextvars.copy_context()
+        fut = self.rt.step_pool().submit(ctx.run, step.fn, *args, **kwargs)
+        try:
+            return fut.result(step.timeout)
+        except FutureTimeout:
+            raise StepTimeout(step.name, step.timeout) from None
+
+    async def _invoke_async(self, step: StepDef, args: tuple, kwargs: dict) -> Any:
+        if step.is_async:
+            return await _with_timeout(step, step.fn(*args, **kwargs))
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        call = loop.run_in_executor(
+            self.rt.step_pool(), lambda: ctx.run(step.fn, *args, **kwargs)
+        )
+        return await _with_timeout(step, call)
+
+    def _short_circuit_sync(self, plan: _Plan, waited: bool = False) -> Any:
+        if plan.kind == "cached":
+            return plan.value
+        if plan.kind == "stop" and not waited:
+            self.wait(plan.future)  # type: ignore[arg-type]
+        raise plan.exc  # type: ignore[misc]
+
+    def _gate(self) -> _Plan | None:
+        """Before each step: stop here if the run was cancelled, timed out, or is draining."""
+        reason = self.stop_reason
+        if reason in ("cancelled", "deadline", "lost"):
+            return _Plan("stop", future=_done(), exc=Unwind(reason))
+        deadline = self.run.deadline_at
+        if deadline is not None and self.rt.clock.now() >= deadline:
+            return self._stop(self.expire())
+        if reason == "shutdown" or self.rt.draining:
+            now = self.rt.clock.now()
+            event = run_event(ev.RUN_SUSPENDED, self.rt.source, self.run, now,
+                              {"reason": "shutdown", "next_step": self.seq + 1})
+            return self._stop(self.rt.store.release_run(self.run.run_id, self.fence, now, [event]))
+        return None
+
+    def _stop(self, fut: Future) -> _Plan:
+        return _Plan("stop", future=fut, exc=Unwind("stopped"))
+
+    def _stop_failed(self, exc: BaseException, step: str | None) -> _Plan:
+        return self._stop(self._finish_failed(exc, step, self.rt.clock.now()))
+
+    def _finish_failed(
+        self, exc: BaseException, step: str | None, now: float, attempts: int | None = None
+    ) -> Future:
+        doc = failures.describe(exc, step, attempts)
+        log.warning("run failed", error_type=doc["type"], error=doc["message"])
+        event = run_event(ev.RUN_FAILED, self.rt.source, self.run, now,
+                          {"step": step, "error": {"type": doc["type"], "message": doc["message"]}})
+        return self.rt.store.finish_run(
+            self.run.run_id, self.fence, RunStatus.FAILED, None, serialization.dumps(doc), now,
+            [event],
+        )
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = "lost"
+        if isinstance(exc, StoreError) and not isinstance(exc, FenceLost):
+            log.error("store write failed; the run is handed back", error=str(exc))
+            self.rt.orphaned(self)
+        raise Unwind(str(exc)) from None
+
+    def _input(self) -> tuple[list, dict]:
+        doc = serialization.loads(self.run.input)
+        return doc.get("args", []), doc.get("kwargs", {})
+
+    def _log_context(self) -> dict[str, str]:
+        return {"run_id": self.run.run_id, "correlation_id": self.run.correlation_id,
+                "workflow": self.run.workflow}
+
+
+def _tag(exc: BaseException, step: str, attempts: int) -> None:
+    """Remember on the exception which step raised it, for the run's error record."""
+    try:
+        if not hasattr(exc, "_baton_step"):
+            exc._baton_step = (step, attempts)  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+
+
+def _done() -> Future:
+    fut: Future = Future()
+    fut.set_result(None)
+    return fut
+
+
+async def _with_timeout(step: StepDef, aw: Any) -> Any:
+    if step.timeout is None:
+        return await aw
+    try:
+        return await asyncio.wait_for(aw, step.timeout)
+    except TimeoutError:
+        raise StepTimeout(step.name, step.timeout) from None

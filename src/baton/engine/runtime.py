@@ -1,0 +1,345 @@
+"""The in-process worker: an asyncio loop on its own thread that claims runs, executes them
+within a concurrency limit, heartbeats, recovers runs of dead workers and expires deadlines.
+
+Waiting runs hold nothing here: a retry back-off is an `available_at` in the store, and the
+dispatcher sleeps until the earliest one (or until woken by a local submission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from baton.core import serialization
+from baton.core.clock import Clock
+from baton.core.errors import StoreError, WorkflowTimeout
+from baton.engine import failures, liveness
+from baton.engine.execution import Execution
+from baton.engine.registry import Registry
+from baton.observability.logging import get_logger
+from baton.store.protocol import Store
+from baton.store.records import RunRecord, WorkerRecord
+
+T = TypeVar("T")
+log = get_logger("baton.runtime")
+
+
+@dataclass(slots=True)
+class RuntimeOptions:
+    concurrency: int = 64
+    queues: Sequence[str] | None = None
+    poll_interval: float = 1.0
+    heartbeat_interval: float = 2.0
+    worker_ttl: float = 30.0
+    claim_batch: int = 64
+
+
+class Runtime:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        options: RuntimeOptions,
+        source: str,
+        on_finished: Callable[[str], None],
+    ) -> None:
+        if options.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {options.concurrency}")
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.options = options
+        self.source = source
+        self.worker_id = f"{liveness.hostname()}:{os.getpid()}:{id(self):x}"
+        self.draining = False
+        self._on_finished = on_finished
+        self._lock = threading.Lock()
+        self._active: dict[str, Execution] = {}
+        self._reserved = 0
+        self._orphans: set[str] = set()
+        self._loop = asyncio.new_event_loop()
+        self._wake: asyncio.Event | None = None
+        self._stopped = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._wf_pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="baton-wf")
+        self._step_pool: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._next_sweep = 0.0
+        started: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._main, args=(started,), name="baton-runtime", daemon=True
+        )
+        self._thread.start()
+        started.result()
+
+    # -- called from any thread ---------------------------------------------------------
+    def try_reserve(self) -> bool:
+        """Reserve a slot for a run this process is about to insert already claimed."""
+        with self._lock:
+            if self.draining or len(self._active) + self._reserved >= self.options.concurrency:
+                return False
+            self._reserved += 1
+            self._idle.clear()
+            return True
+
+    def unreserve(self) -> None:
+        with self._lock:
+            self._reserved -= 1
+            self._maybe_idle()
+
+    def launch_reserved(self, run: RunRecord) -> None:
+        with self._lock:
+            self._reserved -= 1
+        self._launch(run)
+
+    def wake(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._set_wake)
+
+    def due_at(self, when: float) -> None:
+        """A run of ours becomes due at `when`: make sure the dispatcher looks then."""
+        self.wake()
+
+    def cancel_local(self, run_id: str) -> None:
+        with self._lock:
+            ex = self._active.get(run_id)
+        if ex is None:
+            return
+        ex.stop_reason = "cancelled"
+        if ex.task is not None:
+            self._loop.call_soon_threadsafe(ex.task.cancel)
+
+    def run_coroutine(self, coro: Awaitable[T]) -> T:
+        """Run `coro` on the runtime loop from a worker thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    def step_pool(self) -> ThreadPoolExecutor:
+        if self._step_pool is None:
+            with self._lock:
+                if self._step_pool is None:
+                    self._step_pool = ThreadPoolExecutor(
+                        self.options.concurrency, thread_name_prefix="baton-step"
+                    )
+        return self._step_pool
+
+    def finished(self, ex: Execution) -> None:
+        with self._lock:
+            self._active.pop(ex.run.run_id, None)
+            self._maybe_idle()
+        self.wake()
+        self._on_finished(ex.run.run_id)
+
+    def orphaned(self, ex: Execution) -> None:
+        """A run whose store write failed: hand it back to the queue once the store answers."""
+        with self._lock:
+            self._orphans.add(ex.run.run_id)
+
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop claiming; let running steps finish and checkpoint; hand unfinished runs back."""
+        if self._stopped.is_set():
+            return
+        with self._lock:
+            self.draining = True
+        self.wake()
+        drained = self._idle.wait(timeout)
+        if not drained:
+            log.warning("shutdown timed out; unfinished runs will be recovered",
+                        active=self.active_count())
+            with self._lock:
+                tasks = [ex.task for ex in self._active.values() if ex.task is not None]
+            for task in tasks:
+                self._loop.call_soon_threadsafe(task.cancel)
+        if not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._stop(not drained), self._loop).result()
+        self._thread.join()
+        self._wf_pool.shutdown(wait=drained, cancel_futures=True)
+        if self._step_pool is not None:
+            self._step_pool.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+
+    # -- loop thread ---------------------------------------------------------------------
+    def _main(self, started: Future[None]) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._wake = asyncio.Event()
+            self._loop.run_until_complete(self._register())
+        except BaseException as exc:
+            started.set_exception(exc)
+            self._loop.close()
+            return
+        started.set_result(None)
+        self._tasks = [
+            self._loop.create_task(self._dispatch_forever()),
+            self._loop.create_task(self._maintain_forever()),
+        ]
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _stop(self, abandoned: bool) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # with our row gone, the next process takes any unfinished run of ours at once
+        try:
+            await asyncio.wrap_future(self.store.remove_worker(self.worker_id))
+        except StoreError as exc:
+            log.error("could not deregister worker", error=str(exc), abandoned=abandoned)
+        self._loop.call_soon(self._loop.stop)
+
+    def _set_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _maybe_idle(self) -> None:
+        if not self._active and not self._reserved:
+            self._idle.set()
+
+    def _launch(self, run: RunRecord) -> None:
+        wf = self.registry.find(run.workflow, run.version)
+        assert wf is not None, "claims only take served workflows"
+        ex = Execution(self, run, wf)
+        with self._lock:
+            self._active[run.run_id] = ex
+            self._idle.clear()
+        if run.deadline_at is not None:
+            self._loop.call_soon_threadsafe(self._arm_deadline, ex)
+        if wf.is_async:
+            self._loop.call_soon_threadsafe(self._start_task, ex)
+        else:
+            self._wf_pool.submit(ex.run_sync)
+
+    def _start_task(self, ex: Execution) -> None:
+        ex.task = self._loop.create_task(ex.run_async())
+
+    def _arm_deadline(self, ex: Execution) -> None:
+        delay = max(0.0, (ex.run.deadline_at or 0) - self.clock.now())
+        self._loop.call_later(delay, lambda: self._loop.create_task(self._expire_local(ex)))
+
+    async def _expire_local(self, ex: Execution) -> None:
+        with self._lock:
+            if self._active.get(ex.run.run_id) is not ex or ex.stop_reason is not None:
+                return
+        if self.clock.now() < (ex.run.deadline_at or 0):
+            self._arm_deadline(ex)  # a virtual clock has not got there yet
+            return
+        try:
+            await asyncio.wrap_future(ex.expire())
+        except Exception:
+            return  # finished or lost in the meantime
+        if ex.task is not None:
+            ex.task.cancel()
+
+    async def _register(self) -> None:
+        now = time.time()
+        worker = WorkerRecord(
+            self.worker_id, liveness.hostname(), os.getpid(), liveness.process_started_at(),
+            now, now, [f"{n}@{v}" for n, v in self.registry.served()],
+        )
+        await asyncio.wrap_future(self.store.register_worker(worker))
+        await self._recover()
+
+    async def _dispatch_forever(self) -> None:
+        assert self._wake is not None
+        while not self.draining:
+            self._wake.clear()
+            now = self.clock.now()
+            if now >= self._next_sweep:
+                await self._expire_deadlines(now)
+            with self._lock:
+                free = self.options.concurrency - len(self._active) - self._reserved
+            served = self.registry.served()
+            if free > 0 and served:
+                try:
+                    runs = await asyncio.wrap_future(
+                        self.store.claim_runs(
+                            self.worker_id, self.options.queues, min(free, self.options.claim_batch),
+                            now, self.options.worker_ttl, self.source, served,
+                        )
+                    )
+                except StoreError as exc:
+                    log.error("claim failed", error=str(exc))
+                    runs = []
+                for run in runs:
+                    self._launch(run)
+                if runs and len(runs) == min(free, self.options.claim_batch):
+                    continue  # there may be more due right now
+            poll = self.options.poll_interval * random.uniform(0.8, 1.2)
+            target = now + poll
+            if free > 0 and served:
+                due = self.store.next_due(self.options.queues, served)
+                if due is not None and due > now:
+                    target = min(target, due)
+            await self.clock.sleep_until(target, self._wake)
+
+    async def _expire_deadlines(self, now: float) -> None:
+        self._next_sweep = now + self.options.poll_interval
+        error = serialization.dumps(failures.describe(WorkflowTimeout("(deadline sweep)")))
+        try:
+            expired = await asyncio.wrap_future(
+                self.store.expire_deadlines(now, error, self.source)
+            )
+        except StoreError as exc:
+            log.error("deadline sweep failed", error=str(exc))
+            return
+        for run in expired:
+            self.cancel_local(run.run_id)
+            self._on_finished(run.run_id)
+
+    async def _maintain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval * random.uniform(0.9, 1.1))
+            try:
+                alive = await asyncio.wrap_future(self.store.heartbeat(self.worker_id, time.time()))
+                if not alive:  # declared dead while frozen: our runs were requeued; rejoin
+                    log.warning("worker row was removed; registering again")
+                    await self._register()
+                await self._recover()
+                await self._release_orphans()
+            except StoreError as exc:
+                log.error("maintenance failed", error=str(exc))
+
+    async def _recover(self) -> None:
+        now = time.time()
+        ttl = self.options.worker_ttl
+        dead = [
+            w.worker_id
+            for w in self.store.list_workers()
+            if w.worker_id != self.worker_id and liveness.is_gone(w, now, ttl)
+        ]
+        runs = await asyncio.wrap_future(
+            self.store.requeue_orphans(dead, self.clock.now(), self.source)
+        )
+        if runs:
+            log.info("recovered runs of dead workers", count=len(runs), workers=dead)
+            self._set_wake()
+
+    async def _release_orphans(self) -> None:
+        with self._lock:
+            orphans = list(self._orphans)
+        for run_id in orphans:
+            run = self.store.get_run(run_id)
+            if run is not None and run.owner == self.worker_id:
+                await asyncio.wrap_future(
+                    self.store.release_run(run_id, run.fence, self.clock.now(), [])
+                )
+            with self._lock:
+                self._orphans.discard(run_id)
+        if orphans:
+            self._set_wake()
+

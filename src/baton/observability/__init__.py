@@ -1,0 +1,1 @@
+"""Structured logs (and, later, metrics and traces) usable from any layer."""

@@ -1,0 +1,112 @@
+"""The rows the store keeps, as plain dataclasses shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    ENQUEUED = "ENQUEUED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    COMPENSATING = "COMPENSATING"
+    COMPENSATED = "COMPENSATED"
+    DEAD = "DEAD"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.COMPENSATED,
+        RunStatus.DEAD,
+    }
+)
+REDRIVABLE = frozenset({RunStatus.DEAD, RunStatus.FAILED})
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    RETRYING = "RETRYING"  # an attempt failed; the next one is scheduled
+    FAILED = "FAILED"  # failed for good (non-retryable, or retries exhausted)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    version: str
+    status: str
+    queue: str
+    priority: int
+    available_at: float
+    correlation_id: str
+    input: str
+    created_at: float
+    updated_at: float
+    owner: str | None = None
+    fence: int = 0
+    lease_expires_at: float | None = None
+    attempt: int = 0
+    deadline_at: float | None = None
+    timeout: float | None = None
+    parent_run_id: str | None = None
+    idempotency_key: str | None = None
+    output: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+RUN_COLUMNS = tuple(RunRecord.__slots__)  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class StepRecord:
+    run_id: str
+    seq: int
+    name: str
+    args_hash: str
+    status: str
+    attempts: int
+    started_at: float
+    finished_at: float | None = None
+    output: str | None = None
+    error: str | None = None
+    written_by: str | None = None
+
+
+STEP_COLUMNS = tuple(StepRecord.__slots__)  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    worker_id: str
+    host: str
+    pid: int
+    process_started_at: float
+    started_at: float
+    heartbeat_at: float
+    versions: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EventRecord:
+    seq: int
+    id: str
+    type: str
+    source: str
+    subject: str | None
+    time: float
+    correlation_id: str | None
+    run_id: str | None
+    data: str | None

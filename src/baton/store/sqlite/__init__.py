@@ -1,0 +1,5 @@
+"""The embedded SQLite backend."""
+
+from baton.store.sqlite.backend import SQLiteStore
+
+__all__ = ["SQLiteStore"]

@@ -1,0 +1,512 @@
+"""SQLite implementation of the Store protocol: WAL, one group-commit writer, many readers."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+from baton.core import serialization
+from baton.core.errors import FenceLost, InvalidState, RunNotFound, StoreUnavailable
+from baton.core.events import CloudEvent
+from baton.store.records import (
+    REDRIVABLE,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    TERMINAL,
+    EventRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    WorkerRecord,
+)
+from baton.store.sqlite.connection import SYNCHRONOUS_MODES, connect, prepare
+from baton.store.sqlite.writer import GroupCommitWriter
+
+_RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM steps"
+_STEP_UPSERT = (
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}) ON CONFLICT (run_id, seq) DO UPDATE SET "
+    "name=excluded.name, args_hash=excluded.args_hash, status=excluded.status, "
+    "attempts=excluded.attempts, finished_at=excluded.finished_at, output=excluded.output, "
+    "error=excluded.error, written_by=excluded.written_by "
+    "WHERE steps.status != 'SUCCEEDED'"
+)
+_EVENT_INSERT = (
+    "INSERT INTO events (id, type, source, subject, time, correlation_id, run_id, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ACTIVE = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPENSATING)
+
+
+class SQLiteStore:
+    """A Baton store in one SQLite file (created, with its directory, when missing)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 30_000,
+        max_batch: int = 512,
+    ) -> None:
+        path = Path(path)
+        self.path = path
+        self.location = f"sqlite:///{path}"
+        synchronous = synchronous.upper()
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        if path.is_dir():
+            raise StoreUnavailable(str(path), "it is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(str(path), exc.strerror or str(exc)) from None
+        self._connect_args = (path, synchronous, busy_timeout_ms)
+
+        def open_writer() -> sqlite3.Connection:
+            conn = connect(path, synchronous, busy_timeout_ms, readonly=False)
+            try:
+                prepare(conn, str(path))
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        self._writer = GroupCommitWriter(open_writer, max_batch=max_batch)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _read(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            path, synchronous, busy = self._connect_args
+            conn = connect(path, synchronous, busy, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def write(self, op) -> Future:  # type: ignore[no-untyped-def]
+        """Run `op(connection)` in the writer's next group commit."""
+        return self._writer.submit(op)
+
+    # -- runs ----------------------------------------------------------------------------
+    def create_run(
+        self, run: RunRecord, events: Sequence[CloudEvent]
+    ) -> Future[tuple[RunRecord, bool]]:
+        values = tuple(getattr(run, c) for c in RUN_COLUMNS)
+
+        def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+            if conn.execute(_RUN_INSERT, values).rowcount == 1:
+                _insert_events(conn, events)
+                return run, True
+            row = conn.execute(
+                f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
+            ).fetchone()
+            return RunRecord(*row), False
+
+        return self._writer.submit(op)
+
+    def claim_runs(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease: float,
+        source: str,
+        served: Sequence[tuple[str, str]] | None = None,
+    ) -> Future[list[RunRecord]]:
+        from baton.core.events import RUN_STARTED
+
+        where, params = _queue_filter(queues, served)
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"UPDATE runs SET status='RUNNING', owner=?, fence=fence+1, attempt=attempt+1, "
+                f"lease_expires_at=?, updated_at=?, started_at=COALESCE(started_at, ?) "
+                f"WHERE run_id IN (SELECT run_id FROM runs WHERE status='ENQUEUED' "
+                f"AND available_at <= ? {where} "
+                f"ORDER BY priority DESC, available_at, run_id LIMIT ?) "
+                f"RETURNING {', '.join(RUN_COLUMNS)}",
+                (worker_id, now + lease, now, now, now, *params, limit),
+            ).fetchall()
+            runs = [RunRecord(*r) for r in rows]
+            runs.sort(key=lambda r: (-r.priority, r.available_at, r.run_id))
+            _insert_events(
+                conn,
+                [
+                    CloudEvent(
+                        type=RUN_STARTED,
+                        source=source,
+                        subject=r.run_id,
+                        runid=r.run_id,
+                        correlationid=r.correlation_id,
+                        time=now,
+                        data={"workflow": r.workflow, "attempt": r.attempt, "worker": worker_id},
+                    )
+                    for r in runs
+                ],
+            )
+            return runs
+
+        return self._writer.submit(op)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._read().execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
+        return RunRecord(*row) if row else None
+
+    def list_runs(
+        self,
+        status: Iterable[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        clauses, params = [], []
+        if status:
+            statuses = list(status)
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        if workflow:
+            clauses.append("workflow = ?")
+            params.append(workflow)
+        if before:
+            clauses.append("run_id < ?")
+            params.append(before)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read().execute(
+            f"{_RUN_SELECT}{where} ORDER BY run_id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [RunRecord(*r) for r in rows]
+
+    def count_runs(self, status: Iterable[str] | None = None) -> dict[str, int]:
+        rows = self._read().execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
+        wanted = set(status) if status else None
+        return {s: n for s, n in rows if wanted is None or s in wanted}
+
+    def next_due(
+        self, queues: Sequence[str] | None, served: Sequence[tuple[str, str]] | None = None
+    ) -> float | None:
+        where, params = _queue_filter(queues, served)
+        row = self._read().execute(
+            f"SELECT MIN(available_at) FROM runs WHERE status='ENQUEUED' {where}", params
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- owner-side transitions (fenced) ----------------------------------------------------
+    def save_step(self, fence: int, step: StepRecord, events: Sequence[CloudEvent]) -> Future[None]:
+        values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+
+        def op(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, step.run_id, fence)
+            if conn.execute(_STEP_UPSERT, values).rowcount != 1:
+                raise FenceLost(step.run_id, fence)  # already checkpointed by another owner
+            _insert_events(conn, events)
+
+        return self._writer.submit(op)
+
+    def retry_step_later(
+        self, fence: int, step: StepRecord, available_at: float, events: Sequence[CloudEvent]
+    ) -> Future[None]:
+        values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+        now = step.finished_at or available_at
+
+        def op(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, step.run_id, fence)
+            conn.execute(_STEP_UPSERT, values)
+            conn.execute(
+                "UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
+                "available_at=?, updated_at=? WHERE run_id=?",
+                (available_at, now, step.run_id),
+            )
+            _insert_events(conn, events)
+
+        return self._writer.submit(op)
+
+    def finish_run(
+        self,
+        run_id: str,
+        fence: int,
+        status: str,
+        output: str | None,
+        error: str | None,
+        now: float,
+        events: Sequence[CloudEvent],
+        step: StepRecord | None = None,
+    ) -> Future[None]:
+        step_values = tuple(getattr(step, c) for c in STEP_COLUMNS) if step else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, run_id, fence)
+            if step_values:
+                conn.execute(_STEP_UPSERT, step_values)
+            conn.execute(
+                "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
+                "updated_at=?, finished_at=? WHERE run_id=?",
+                (status, output, error, now, now, run_id),
+            )
+            _insert_events(conn, events)
+
+        return self._writer.submit(op)
+
+    def release_run(
+        self, run_id: str, fence: int, now: float, events: Sequence[CloudEvent]
+    ) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, run_id, fence)
+            conn.execute(
+                "UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
+                "updated_at=? WHERE run_id=?",
+                (now, run_id),
+            )
+            _insert_events(conn, events)
+
+        return self._writer.submit(op)
+
+    # -- operator-side transitions ---------------------------------------------------------
+    def cancel_run(
+        self, run_id: str, now: float, events: Sequence[CloudEvent]
+    ) -> Future[RunRecord]:
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            run = _get(conn, run_id)
+            if run.status in TERMINAL:
+                raise InvalidState(run_id, run.status, "cancel")
+            row = conn.execute(
+                f"UPDATE runs SET status='CANCELLED', owner=NULL, lease_expires_at=NULL, "
+                f"fence=fence+1, updated_at=?, finished_at=? WHERE run_id=? "
+                f"RETURNING {', '.join(RUN_COLUMNS)}",
+                (now, now, run_id),
+            ).fetchone()
+            _insert_events(conn, events)
+            return RunRecord(*row)
+
+        return self._writer.submit(op)
+
+    def redrive_run(
+        self, run_id: str, now: float, events: Sequence[CloudEvent]
+    ) -> Future[RunRecord]:
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            run = _get(conn, run_id)
+            if run.status not in REDRIVABLE:
+                raise InvalidState(run_id, run.status, "redrive")
+            conn.execute(
+                "DELETE FROM steps WHERE run_id=? AND status != ?", (run_id, StepStatus.SUCCEEDED)
+            )
+            row = conn.execute(
+                f"UPDATE runs SET status='ENQUEUED', owner=NULL, error=NULL, output=NULL, "
+                f"available_at=?, updated_at=?, finished_at=NULL, "
+                f"deadline_at=CASE WHEN timeout IS NULL THEN NULL ELSE ? + timeout END "
+                f"WHERE run_id=? RETURNING {', '.join(RUN_COLUMNS)}",
+                (now, now, now, run_id),
+            ).fetchone()
+            _insert_events(conn, events)
+            return RunRecord(*row)
+
+        return self._writer.submit(op)
+
+    def expire_deadlines(self, now: float, error: str, source: str) -> Future[list[RunRecord]]:
+        from baton.core.events import RUN_FAILED
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"UPDATE runs SET status='FAILED', owner=NULL, fence=fence+1, error=?, "
+                f"updated_at=?, finished_at=? WHERE deadline_at <= ? AND status NOT IN "
+                f"({', '.join(repr(str(s)) for s in TERMINAL)}) "
+                f"RETURNING {', '.join(RUN_COLUMNS)}",
+                (error, now, now, now),
+            ).fetchall()
+            runs = [RunRecord(*r) for r in rows]
+            _insert_events(
+                conn,
+                [
+                    CloudEvent(
+                        type=RUN_FAILED,
+                        source=source,
+                        subject=r.run_id,
+                        runid=r.run_id,
+                        correlationid=r.correlation_id,
+                        time=now,
+                        data={"workflow": r.workflow, "error": serialization.loads(error)},
+                    )
+                    for r in runs
+                ],
+            )
+            return runs
+
+        return self._writer.submit(op)
+
+    # -- steps ---------------------------------------------------------------------------
+    def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._read().execute(
+            f"{_STEP_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+        return [StepRecord(*r) for r in rows]
+
+    # -- workers -------------------------------------------------------------------------
+    def register_worker(self, worker: WorkerRecord) -> Future[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers (worker_id, host, pid, process_started_at, "
+                "started_at, heartbeat_at, versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    worker.worker_id,
+                    worker.host,
+                    worker.pid,
+                    worker.process_started_at,
+                    worker.started_at,
+                    worker.heartbeat_at,
+                    serialization.dumps(worker.versions),
+                ),
+            )
+
+        return self._writer.submit(op)
+
+    def heartbeat(self, worker_id: str, now: float) -> Future[bool]:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE workers SET heartbeat_at=? WHERE worker_id=?", (now, worker_id)
+            )
+            return cur.rowcount == 1
+
+        return self._writer.submit(op)
+
+    def list_workers(self) -> list[WorkerRecord]:
+        rows = self._read().execute(
+            "SELECT worker_id, host, pid, process_started_at, started_at, heartbeat_at, versions "
+            "FROM workers ORDER BY started_at"
+        ).fetchall()
+        return [WorkerRecord(*r[:6], serialization.loads(r[6])) for r in rows]
+
+    def remove_worker(self, worker_id: str) -> Future[None]:
+        return self._writer.submit(
+            lambda conn: conn.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
+            and None
+        )
+
+    def requeue_orphans(
+        self, dead_workers: Sequence[str], now: float, source: str
+    ) -> Future[list[RunRecord]]:
+        from baton.core.events import RUN_RECOVERED
+
+        dead = list(dead_workers)
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            marks = ", ".join("?" for _ in dead)
+            if dead:
+                conn.execute(f"DELETE FROM workers WHERE worker_id IN ({marks})", dead)
+            rows = conn.execute(
+                f"UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
+                f"updated_at=? WHERE status IN ({', '.join(repr(str(s)) for s in _ACTIVE)}) "
+                f"AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM workers)) "
+                f"RETURNING {', '.join(RUN_COLUMNS)}",
+                (now,),
+            ).fetchall()
+            runs = [RunRecord(*r) for r in rows]
+            _insert_events(
+                conn,
+                [
+                    CloudEvent(
+                        type=RUN_RECOVERED,
+                        source=source,
+                        subject=r.run_id,
+                        runid=r.run_id,
+                        correlationid=r.correlation_id,
+                        time=now,
+                        data={"workflow": r.workflow},
+                    )
+                    for r in runs
+                ],
+            )
+            return runs
+
+        return self._writer.submit(op)
+
+    # -- events --------------------------------------------------------------------------
+    def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
+        return self._writer.submit(lambda conn: _insert_events(conn, events))
+
+    def list_events(
+        self,
+        run_id: str | None = None,
+        type: str | None = None,
+        correlation_id: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[EventRecord]:
+        clauses, params = ["seq > ?"], [after]
+        for column, value in (("run_id", run_id), ("type", type), ("correlation_id", correlation_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        rows = self._read().execute(
+            "SELECT seq, id, type, source, subject, time, correlation_id, run_id, data "
+            f"FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [EventRecord(*r) for r in rows]
+
+
+def _queue_filter(
+    queues: Sequence[str] | None, served: Sequence[tuple[str, str]] | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """SQL that keeps runs of the given queues and (workflow, version) pairs."""
+    where, params = "", ()
+    if queues:
+        where += f"AND queue IN ({', '.join('?' for _ in queues)}) "
+        params += tuple(queues)
+    if served is not None:
+        where += f"AND (workflow, version) IN (VALUES {', '.join('(?, ?)' for _ in served)}) "
+        params += tuple(x for pair in served for x in pair)
+    return where, params
+
+
+def _get(conn: sqlite3.Connection, run_id: str) -> RunRecord:
+    row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    return RunRecord(*row)
+
+
+def _check_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
+    row = conn.execute("SELECT fence, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None or row[0] != fence or row[1] not in _ACTIVE:
+        raise FenceLost(run_id, fence)
+
+
+def _insert_events(conn: sqlite3.Connection, events: Sequence[CloudEvent]) -> None:
+    if not events:
+        return
+    conn.executemany(
+        _EVENT_INSERT,
+        [
+            (
+                e.id,
+                e.type,
+                e.source,
+                e.subject,
+                e.time,
+                e.correlationid,
+                e.runid,
+                serialization.dumps(e.data) if e.data is not None else None,
+            )
+            for e in events
+        ],
+    )

@@ -1,0 +1,152 @@
+"""One writer thread per store: it owns the write connection and commits in groups.
+
+Callers submit an operation (a function of the connection) and get a Future. The thread
+takes every operation waiting in the queue (up to `max_batch`), runs each inside its own
+savepoint under one `BEGIN IMMEDIATE`, commits once, and only then resolves the futures.
+An operation that raises rolls back to its savepoint alone; the rest of the group commits.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from baton.core.errors import StoreError
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+_STOP = object()
+_BUSY_RETRIES = 50
+
+
+class GroupCommitWriter:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 512) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._max_batch = max_batch
+        self._closed = False
+        self._ready: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(connect,), name="baton-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        self._ready.result()  # surface open errors in the caller
+
+    def submit(self, op: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        if self._closed:
+            fut.set_exception(StoreError("the store is closed"))
+            return fut
+        self._queue.put((op, fut))
+        return fut
+
+    def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return self.submit(op).result()
+
+    def close(self) -> None:
+        """Commit everything already submitted, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    # -- thread ------------------------------------------------------------------------------
+    def _run(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        try:
+            stopping = False
+            while not stopping:
+                item = self._queue.get()
+                batch = []
+                while True:
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= self._max_batch:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, Future]]) -> None:
+        live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                results = self._apply(conn, live)
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                _rollback(conn)
+                if "locked" in str(exc) or "busy" in str(exc):
+                    time.sleep(min(0.001 * 2**attempt, 0.05))
+                    continue
+                return _fail_all(live, exc)
+            except BaseException as exc:
+                _rollback(conn)
+                return _fail_all(live, exc)
+            for (_, fut), (ok, value) in zip(live, results, strict=True):
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            return None
+        return _fail_all(live, StoreError("the database stayed locked by another process"))
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, live: list[tuple[Op, Future]]) -> list[tuple[bool, Any]]:
+        conn.execute("BEGIN IMMEDIATE")
+        results: list[tuple[bool, Any]] = []
+        for op, _ in live:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op(conn)
+            except sqlite3.OperationalError as exc:
+                if _is_fatal(exc):
+                    raise  # busy or I/O: the whole group is retried or failed
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((False, exc))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((False, exc))
+            else:
+                conn.execute("RELEASE op")
+                results.append((True, value))
+        return results
+
+
+def _is_fatal(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return any(word in text for word in ("locked", "busy", "I/O", "disk", "readonly"))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> None:
+    err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
+    if err is not exc:
+        err.__cause__ = exc
+    for _, fut in live:
+        fut.set_exception(err)
