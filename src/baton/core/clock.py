@@ -65,7 +65,12 @@ class VirtualClock:
             while self._waiters and self._waiters[0][0] <= self._now:
                 due.append(heapq.heappop(self._waiters))
         for _, _, loop, fut in due:
-            loop.call_soon_threadsafe(_resolve, fut)
+            if fut.done() or loop.is_closed():
+                continue  # the sleeper gave up, or its loop is gone
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # closed between the check and the call
+                pass
         return self._now
 
     async def sleep_until(self, when: float, wake: asyncio.Event | None = None) -> None:

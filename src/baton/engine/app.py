@@ -14,7 +14,7 @@ from baton.core import serialization
 from baton.core.clock import Clock, RealClock
 from baton.core.errors import DefinitionError
 from baton.core.ids import new_id
-from baton.core.retry import NO_RETRY, Retry
+from baton.core.retry import Retry
 from baton.engine import liveness
 from baton.engine.emit import run_event
 from baton.engine.execution import current, in_step
@@ -111,7 +111,7 @@ class App:
             raise DefinitionError(f"timeout= must be > 0 seconds, got {timeout}")
 
         def register(f: F) -> F:
-            step = StepDef(name or f.__qualname__, f, is_async(f), retry or NO_RETRY, timeout)
+            step = StepDef(name or f.__qualname__, f, is_async(f), retry, timeout)
             self.registry.add_step(step)
 
             @functools.wraps(f)

@@ -132,10 +132,14 @@ class Execution:
         data = {"step": step.name, "seq": plan.seq, "attempt": attempt,
                 "error": {"type": doc["type"], "message": doc["message"]}}
         policy = step.retry
-        retryable = policy.is_retryable(exc) and not isinstance(exc, SerializationError)
-        if retryable and attempt < policy.max_attempts:
+        retryable = (
+            policy is not None
+            and policy.is_retryable(exc)
+            and not isinstance(exc, SerializationError)
+        )
+        if retryable and attempt < policy.max_attempts:  # type: ignore[union-attr]
             rng = random.Random(f"{self.run.run_id}:{plan.seq}:{attempt}")
-            delay = policy.delay(attempt, rng)
+            delay = policy.delay(attempt, rng)  # type: ignore[union-attr]
             data["delay"] = delay
             event = run_event(ev.STEP_RETRYING, self.rt.source, self.run, now, data)
             log.info("step retrying", step=step.name, attempt=attempt, delay=delay,

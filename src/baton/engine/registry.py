@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from baton.core.errors import DefinitionError, UnknownWorkflow
-from baton.core.retry import NO_RETRY, Retry
+from baton.core.retry import Retry
 
 
 @dataclass(slots=True)
@@ -29,7 +29,7 @@ class StepDef:
     name: str
     fn: Callable[..., Any]
     is_async: bool
-    retry: Retry = field(default=NO_RETRY)
+    retry: Retry | None = None  # None: an error goes straight back to the workflow
     timeout: float | None = None
 
 

@@ -1,0 +1,683 @@
+"""Engine behaviour on real SQLite files: sync and async workflows, retries, DLQ, timeouts..."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+import baton
+from baton.store import RunStatus
+
+
+def test_sync_workflow_checkpoints_each_step(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.workflow()
+    def total(values: list[int]) -> int:
+        acc = 0
+        for v in values:
+            acc = add(acc, v)
+        return acc
+
+    handle = app.start(total, [1, 2, 3])
+    assert handle.result(timeout=10) == 6
+    assert handle.status() == RunStatus.SUCCEEDED
+    steps = app.steps(handle.id)
+    assert [(s.seq, s.name, s.status, json.loads(s.output)) for s in steps] == [
+        (1, "test_sync_workflow_checkpoints_each_step.<locals>.add", "SUCCEEDED", 1),
+        (2, "test_sync_workflow_checkpoints_each_step.<locals>.add", "SUCCEEDED", 3),
+        (3, "test_sync_workflow_checkpoints_each_step.<locals>.add", "SUCCEEDED", 6),
+    ]
+    assert all(s.args_hash for s in steps)
+
+
+def test_async_workflow_with_sync_and_async_steps(make_app) -> None:
+    app = make_app()
+
+    @app.step(name="fetch")
+    async def fetch(n: int) -> int:
+        await asyncio.sleep(0)
+        return n * 10
+
+    @app.step(name="blocking")
+    def blocking(n: int) -> int:
+        time.sleep(0.001)
+        return n + 1
+
+    @app.workflow(name="mixed")
+    async def mixed(n: int) -> dict:
+        a = await fetch(n)
+        b = await blocking(a)
+        return {"a": a, "b": b}
+
+    assert app.run("mixed", 4) == {"a": 40, "b": 41}
+
+
+def test_sync_workflow_can_call_async_step(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    async def twice(n: int) -> int:
+        return 2 * n
+
+    @app.workflow()
+    def wf(n: int) -> int:
+        return twice(n) + 1
+
+    assert wf(5) == 11  # calling a workflow function starts a run and waits
+
+
+def test_steps_outside_a_run_are_plain_calls(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    def inc(x: int) -> int:
+        return x + 1
+
+    assert inc(1) == 2
+
+
+def test_retries_follow_the_backoff_on_the_virtual_clock(make_app) -> None:
+    clock = baton.VirtualClock(start=1000.0)
+    app = make_app(clock=clock)
+    attempts: list[float] = []
+
+    @app.step(retry=baton.Retry(max_attempts=4, initial=10, backoff=3, max_delay=600,
+                                jitter=False))
+    def flaky() -> str:
+        attempts.append(clock.now())
+        if len(attempts) < 4:
+            raise ConnectionError(f"try {len(attempts)}")
+        return "ok"
+
+    @app.workflow()
+    def wf() -> str:
+        return flaky()
+
+    handle = app.start(wf)
+    for k, expected_delay in enumerate((10, 30, 90), start=1):
+        wait_until(lambda k=k: len(attempts) == k and handle.info().status == "ENQUEUED",
+                   what=f"failed attempt {k} to be recorded")
+        assert handle.info().available_at == pytest.approx(clock.now() + expected_delay)
+        time.sleep(0.05)
+        assert handle.info().status == "ENQUEUED"  # nothing runs before the back-off ends
+        clock.advance(expected_delay)
+    assert handle.result(timeout=10) == "ok"
+    assert attempts == [1000.0, 1010.0, 1040.0, 1130.0]
+    retrying = app.events(run_id=handle.id, type="baton.step.retrying")
+    assert [json.loads(e.data)["delay"] for e in retrying] == [10, 30, 90]
+    (step,) = app.steps(handle.id)
+    assert step.attempts == 4 and step.status == "SUCCEEDED"
+
+
+def test_pending_backoff_survives_a_restart(make_app, store_path: Path) -> None:
+    clock = baton.VirtualClock(start=0.0)
+    app = make_app(clock=clock)
+    state = {"fail": True}
+
+    def define(app: baton.App) -> None:
+        @app.step(name="charge", retry=baton.Retry(max_attempts=3, initial=60, jitter=False))
+        def charge() -> str:
+            if state["fail"]:
+                raise TimeoutError("gateway slow")
+            return "charged"
+
+        @app.workflow(name="pay")
+        def pay() -> str:
+            return charge()
+
+    define(app)
+    handle = app.start("pay")
+    wait_until(lambda: app.steps(handle.id) and handle.info().status == "ENQUEUED")
+    app.shutdown()
+
+    state["fail"] = False
+    app2 = make_app(clock=clock)
+    define(app2)
+    app2.launch()
+    time.sleep(0.1)
+    assert app2.handle(handle.id).status() == "ENQUEUED"  # still waiting out its back-off
+    clock.advance(60)
+    assert app2.handle(handle.id).result(timeout=10) == "charged"
+
+
+def test_exhausted_retries_send_the_run_to_the_dead_letter_queue(make_app) -> None:
+    app = make_app()
+    broken = {"on": True}
+
+    @app.step(name="ship", retry=baton.Retry(max_attempts=3, initial=0.001, jitter=False))
+    def ship(order: str) -> str:
+        if broken["on"]:
+            raise RuntimeError(f"carrier down for {order}")
+        return f"shipped {order}"
+
+    @app.step(name="reserve")
+    def reserve(order: str) -> str:
+        reserve.calls += 1  # type: ignore[attr-defined]
+        return f"reserved {order}"
+
+    reserve.calls = 0  # type: ignore[attr-defined]
+
+    @app.workflow(name="fulfil")
+    def fulfil(order: str) -> list[str]:
+        return [reserve(order), ship(order)]
+
+    handle = app.start("fulfil", "o-1")
+    with pytest.raises(baton.RunFailed) as info:
+        handle.result(timeout=10)
+    err = info.value
+    assert err.status == "DEAD" and err.step == "ship" and err.attempts == 3
+    assert err.error_type == "RuntimeError" and "carrier down for o-1" in err.message
+    assert "Traceback" in err.traceback
+    assert [r.run_id for r in app.dead_letters()] == [handle.id]
+    assert app.events(run_id=handle.id, type="baton.run.dead")
+
+    broken["on"] = False
+    app.redrive(handle.id)
+    assert handle.result(timeout=10) == ["reserved o-1", "shipped o-1"]
+    assert reserve.calls == 1  # the redriven run resumed at the failed step
+    assert app.dead_letters() == []
+    assert app.events(run_id=handle.id, type="baton.run.redriven")
+
+
+def test_non_retryable_errors_fail_at_once_and_reach_the_workflow(make_app) -> None:
+    app = make_app()
+    calls = Counter()
+
+    @app.step(retry=baton.Retry(max_attempts=5, initial=0.001, non_retryable=(ValueError,)))
+    def validate(amount: int) -> int:
+        calls["validate"] += 1
+        if amount < 0:
+            raise ValueError(f"negative amount {amount}")
+        return amount
+
+    @app.step(retry=baton.Retry(max_attempts=5, initial=0.001))
+    def explicit() -> None:
+        calls["explicit"] += 1
+        raise baton.NonRetryableError("card blocked")
+
+    @app.workflow()
+    def caught(amount: int) -> str:
+        try:
+            validate(amount)
+        except ValueError as exc:
+            return f"rejected: {exc}"
+        return "ok"
+
+    @app.workflow()
+    def uncaught() -> None:
+        explicit()
+
+    assert app.run(caught, -5) == "rejected: negative amount -5"
+    assert calls["validate"] == 1
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(uncaught)
+    assert info.value.status == "FAILED" and info.value.step.endswith("explicit")
+    assert info.value.attempts == 1 and calls["explicit"] == 1
+
+
+def test_recorded_failure_is_raised_again_on_replay(make_app, store_path: Path) -> None:
+    """A workflow that caught a step's error sees the same error after a restart."""
+    clock = baton.VirtualClock()
+    app = make_app(clock=clock)
+    seen: list[str] = []
+
+    @app.step(name="check")
+    def check() -> None:
+        raise KeyError("sku-9")
+
+    @app.step(name="later", retry=baton.Retry(max_attempts=2, initial=5, jitter=False))
+    def later() -> str:
+        if len(seen) < 2:
+            raise RuntimeError("not yet")
+        return "done"
+
+    @app.workflow(name="replay")
+    def replay() -> str:
+        try:
+            check()
+        except KeyError as exc:
+            seen.append(repr(exc))
+        return later()
+
+    handle = app.start("replay")
+    wait_until(lambda: handle.info().status == "ENQUEUED" and len(seen) == 1)
+    clock.advance(5)
+    assert handle.result(timeout=10) == "done"
+    assert seen == ["KeyError('sku-9')", "KeyError('sku-9')"]
+
+
+def test_step_timeout_counts_as_a_failed_attempt(make_app) -> None:
+    app = make_app()
+    release = threading.Event()
+
+    @app.step(timeout=0.05, retry=baton.Retry(max_attempts=2, initial=0.001, jitter=False))
+    def slow() -> None:
+        release.wait(2)
+
+    @app.step(timeout=0.05)
+    async def slow_async() -> None:
+        await asyncio.sleep(2)
+
+    @app.workflow()
+    def wf() -> None:
+        slow()
+
+    @app.workflow()
+    async def awf() -> None:
+        await slow_async()
+
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(wf)
+    release.set()
+    assert info.value.status == "DEAD" and info.value.error_type == "baton.core.errors.StepTimeout"
+    assert info.value.attempts == 2
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(awf)
+    assert info.value.status == "FAILED" and "within 0.05s" in info.value.message
+
+
+def test_workflow_timeout_fails_the_run(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    async def nap() -> None:
+        await asyncio.sleep(5)
+
+    @app.workflow(timeout=0.2)
+    async def sleepy() -> None:
+        await nap()
+
+    started = time.monotonic()
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(sleepy)
+    assert time.monotonic() - started < 4
+    assert info.value.status == "FAILED" and "deadline" in info.value.message
+
+
+def test_workflow_deadline_on_the_virtual_clock_expires_queued_runs(make_app) -> None:
+    clock = baton.VirtualClock()
+    app = make_app(clock=clock, worker=False)
+
+    @app.workflow()
+    def later() -> str:
+        return "too late"
+
+    handle = app.start(later, timeout=30)
+    clock.advance(31)
+    app.launch()
+    with pytest.raises(baton.RunFailed, match="deadline"):
+        handle.result(timeout=10)
+
+
+def test_idempotency_key_runs_the_work_once(make_app) -> None:
+    app = make_app()
+    calls = Counter()
+
+    @app.step()
+    def charge(order: str) -> str:
+        calls[order] += 1
+        return f"receipt-{order}"
+
+    @app.workflow()
+    def checkout(order: str) -> str:
+        return charge(order)
+
+    first = app.start(checkout, "o-1", idempotency_key="order-o-1")
+    second = app.start(checkout, "o-1", idempotency_key="order-o-1")
+    assert first.id == second.id and first.created and not second.created
+    assert second.result(timeout=10) == "receipt-o-1"
+    third = app.start(checkout, "o-1", idempotency_key="order-o-1")
+    assert third.id == first.id and third.result(timeout=10) == "receipt-o-1"
+    assert calls == {"o-1": 1}
+    assert len(app.runs(workflow="checkout")) == 1
+
+
+def test_cancel_a_queued_and_a_running_run(make_app) -> None:
+    app = make_app(concurrency=1)
+    entered, release = threading.Event(), threading.Event()
+    after = Counter()
+
+    @app.step()
+    def block() -> None:
+        entered.set()
+        release.wait(5)
+
+    @app.step()
+    def next_step() -> None:
+        after["ran"] += 1
+
+    @app.workflow()
+    def wf() -> None:
+        block()
+        next_step()
+
+    running = app.start(wf)
+    entered.wait(5)
+    queued = app.start(wf)  # no free slot: stays ENQUEUED
+    assert queued.status() == "ENQUEUED"
+    assert app.cancel(queued.id).status == "CANCELLED"
+    app.cancel(running.id)
+    release.set()
+    with pytest.raises(baton.RunCancelled):
+        running.result(timeout=10)
+    time.sleep(0.1)
+    assert after["ran"] == 0
+    assert running.status() == "CANCELLED" and queued.status() == "CANCELLED"
+    with pytest.raises(baton.InvalidState, match="cancel"):
+        app.cancel(running.id)
+    assert app.events(run_id=running.id, type="baton.run.cancelled")
+
+
+def test_cancel_an_async_run_interrupts_it(make_app) -> None:
+    app = make_app()
+    entered = threading.Event()
+
+    @app.step()
+    async def wait_forever() -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    @app.workflow()
+    async def wf() -> None:
+        await wait_forever()
+
+    handle = app.start(wf)
+    entered.wait(5)
+    app.cancel(handle.id)
+    with pytest.raises(baton.RunCancelled):
+        handle.result(timeout=5)
+    wait_until(lambda: app._runtime.active_count() == 0, what="the task to stop")
+
+
+def test_divergence_fails_the_run_naming_the_step(make_app, store_path: Path) -> None:
+    clock = baton.VirtualClock()
+    app = make_app(clock=clock)
+
+    def define(app: baton.App, reordered: bool) -> None:
+        @app.step(name="a")
+        def a() -> str:
+            return "a"
+
+        @app.step(name="b", retry=baton.Retry(max_attempts=2, initial=10, jitter=False))
+        def b() -> str:
+            raise RuntimeError("wait for the next attempt")
+
+        @app.workflow(name="flow")
+        def flow() -> list[str]:
+            return [b(), a()] if reordered else [a(), b()]
+
+    define(app, reordered=False)
+    handle = app.start("flow")
+    wait_until(lambda: handle.info().status == "ENQUEUED" and len(app.steps(handle.id)) == 2)
+    app.shutdown()
+
+    app2 = make_app(clock=clock)
+    define(app2, reordered=True)  # the code changed: the steps now run in another order
+    app2.launch()
+    clock.advance(10)
+    with pytest.raises(baton.RunFailed) as info:
+        app2.handle(handle.id).result(timeout=10)
+    assert info.value.error_type == "baton.core.errors.DivergenceError"
+    assert "step #1" in info.value.message and "'a'" in info.value.message
+
+
+def test_bad_input_is_refused_before_anything_is_stored(make_app) -> None:
+    import datetime
+
+    app = make_app()
+
+    @app.workflow(name="wf")
+    def wf(payload: dict) -> None:
+        return None
+
+    with pytest.raises(baton.UnknownWorkflow, match="'nope'.*registered: wf"):
+        app.start("nope")
+    with pytest.raises(baton.SerializationError) as info:
+        app.start("wf", {"when": datetime.datetime(2026, 1, 1)})
+    assert info.value.path == "$.args[0].when"
+    with pytest.raises(baton.DefinitionError, match="already registered"):
+
+        @app.workflow(name="wf")
+        def wf_again() -> None:
+            return None
+
+    with pytest.raises(baton.DefinitionError, match="Retry"):
+        app.step(retry=3)
+    assert app.runs() == []
+
+
+def test_unserializable_step_output_fails_the_step(make_app) -> None:
+    app = make_app()
+
+    @app.step(name="leaky")
+    def leaky() -> object:
+        return object()
+
+    @app.workflow()
+    def wf() -> None:
+        leaky()
+
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(wf)
+    assert info.value.step == "leaky" and "not JSON-serializable" in info.value.message
+
+
+def test_workflow_exception_fails_the_run(make_app) -> None:
+    app = make_app()
+
+    @app.workflow()
+    def boom() -> None:
+        raise LookupError("no such customer")
+
+    with pytest.raises(baton.RunFailed) as info:
+        app.run(boom)
+    assert info.value.status == "FAILED" and info.value.step is None
+    assert info.value.error_type == "LookupError" and info.value.message == 'no such customer'
+
+
+def test_priorities_order_the_queue(make_app) -> None:
+    app = make_app(worker=False)
+    order: list[int] = []
+
+    @app.step()
+    def record(p: int) -> None:
+        order.append(p)
+
+    @app.workflow()
+    def wf(p: int) -> None:
+        record(p)
+
+    handles = [app.start(wf, p, priority=p) for p in (1, 5, 3, 9, 0)]
+    worker = make_app(concurrency=1)
+    worker.registry = app.registry
+    worker.launch()
+    for h in handles:
+        h.result(timeout=10)
+    assert order == [9, 5, 3, 1, 0]
+
+
+def test_worker_concurrency_limit_is_respected(make_app) -> None:
+    app = make_app(concurrency=3)
+    lock = threading.Lock()
+    running = {"now": 0, "max": 0}
+
+    @app.step()
+    def work() -> None:
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(0.02)
+        with lock:
+            running["now"] -= 1
+
+    @app.workflow()
+    def wf() -> None:
+        work()
+
+    handles = [app.start(wf) for _ in range(12)]
+    for h in handles:
+        h.result(timeout=20)
+    assert running["max"] == 3
+
+
+def test_events_carry_correlation_ids(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    def s() -> int:
+        return 1
+
+    @app.workflow()
+    def wf() -> int:
+        return s()
+
+    handle = app.start(wf, correlation_id="corr-42")
+    handle.result(timeout=10)
+    events = app.events(run_id=handle.id)
+    types = [e.type for e in events]
+    assert types == ["baton.run.enqueued", "baton.run.started", "baton.step.completed",
+                     "baton.run.succeeded"]
+    assert {e.correlation_id for e in events} == {"corr-42"}
+    assert [e.run_id for e in app.events(correlation_id="corr-42")] == [handle.id] * 4
+    default = app.start(wf)
+    default.result(timeout=10)
+    assert default.info().correlation_id == default.id
+
+
+def test_json_logs_carry_run_step_and_correlation(make_app) -> None:
+    import io
+
+    stream = io.StringIO()
+    baton.configure_logging("INFO", stream)
+    try:
+        app = make_app()
+
+        @app.step(name="charge", retry=baton.Retry(max_attempts=2, initial=0.001, jitter=False))
+        def charge() -> None:
+            if not charge.failed:  # type: ignore[attr-defined]
+                charge.failed = True  # type: ignore[attr-defined]
+                raise RuntimeError("flaky")
+
+        charge.failed = False  # type: ignore[attr-defined]
+
+        @app.workflow()
+        def wf() -> None:
+            charge()
+
+        handle = app.start(wf, correlation_id="c-7")
+        handle.result(timeout=10)
+    finally:
+        baton.configure_logging("WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    retrying = [r for r in lines if r["event"] == "step retrying"]
+    assert retrying and retrying[0]["step"] == "charge"
+    assert retrying[0]["run_id"] == handle.id and retrying[0]["correlation_id"] == "c-7"
+    succeeded = [r for r in lines if r["event"] == "run succeeded"]
+    assert succeeded[0]["run_id"] == handle.id and succeeded[0]["correlation_id"] == "c-7"
+
+
+def test_graceful_shutdown_hands_back_unfinished_runs(make_app, store_path: Path) -> None:
+    app = make_app()
+    entered, release = threading.Event(), threading.Event()
+    calls = Counter()
+
+    def define(app: baton.App) -> None:
+        @app.step(name="first")
+        def first() -> str:
+            calls["first"] += 1
+            entered.set()
+            release.wait(5)
+            return "1"
+
+        @app.step(name="second")
+        def second() -> str:
+            calls["second"] += 1
+            return "2"
+
+        @app.workflow(name="two")
+        def two() -> str:
+            return first() + second()
+
+    define(app)
+    handle = app.start("two")
+    entered.wait(5)
+    stopper = threading.Thread(target=app.shutdown, kwargs={"timeout": 10})
+    stopper.start()
+    time.sleep(0.05)
+    release.set()
+    stopper.join()
+    run = baton.App(store_path, worker=False)
+    info = run.get_run(handle.id)
+    assert info.status == "ENQUEUED" and info.owner is None
+    assert [s.name for s in run.steps(handle.id)] == ["first"]  # finished step was recorded
+    run.shutdown()
+
+    app2 = make_app()
+    define(app2)
+    app2.launch()
+    assert app2.handle(handle.id).result(timeout=10) == "12"
+    assert calls == {"first": 1, "second": 1}
+
+
+def test_a_new_process_recovers_runs_of_a_dead_owner(make_app, store_path: Path) -> None:
+    app = make_app(worker=False)
+
+    @app.step()
+    def s() -> str:
+        return "ok"
+
+    @app.workflow(name="wf")
+    def wf() -> str:
+        return s()
+
+    handle = app.start("wf")
+    # pretend a process that has since died owned the run
+    app.store.write(lambda c: c.execute(
+        "INSERT INTO workers VALUES ('ghost', ?, 999999999, 0, 0, ?, '[]')",
+        (baton.engine.liveness.hostname(), time.time()),
+    )).result()
+    app.store.write(lambda c: c.execute(
+        "UPDATE runs SET status='RUNNING', owner='ghost', fence=1 WHERE run_id=?", (handle.id,)
+    )).result()
+    app.launch()
+    assert handle.result(timeout=10) == "ok"
+    assert app.events(run_id=handle.id, type="baton.run.recovered")
+
+
+def test_redrive_refuses_runs_that_are_not_dead_or_failed(make_app) -> None:
+    app = make_app()
+
+    @app.workflow()
+    def ok() -> int:
+        return 1
+
+    handle = app.start(ok)
+    handle.result(timeout=10)
+    with pytest.raises(baton.InvalidState, match="redrive"):
+        app.redrive(handle.id)
+    with pytest.raises(baton.RunNotFound):
+        app.redrive("0190c0de-0000-7000-8000-000000000000")
+
+
+def test_result_timeout_says_where_the_run_is(make_app) -> None:
+    app = make_app(worker=False)
+
+    @app.workflow()
+    def never() -> None:
+        return None
+
+    handle = app.start(never)
+    with pytest.raises(baton.ResultTimeout, match="ENQUEUED"):
+        handle.result(timeout=0.05)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import baton
+from baton.store import RunRecord, RunStatus, StepRecord, open_store
+from baton.store.sqlite import SQLiteStore
+from baton.store.sqlite.migrations import SCHEMA_VERSION
+
+
+def _run(run_id: str, key: str | None = None, **fields: object) -> RunRecord:
+    base: dict = dict(run_id=run_id, workflow="wf", version="1", status=RunStatus.ENQUEUED,
+                      queue="default", priority=0, available_at=0.0, correlation_id=run_id,
+                      input="{}", created_at=0.0, updated_at=0.0, idempotency_key=key)
+    base.update(fields)
+    return RunRecord(**base)
+
+
+def test_new_store_is_wal_with_current_schema(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    store.close()
+    conn = sqlite3.connect(store_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    version = conn.execute("SELECT value FROM baton_meta WHERE key='schema_version'").fetchone()
+    assert int(version[0]) == SCHEMA_VERSION
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    assert {"owner", "fence", "lease_expires_at", "available_at", "priority"} <= columns
+
+
+def test_reopening_keeps_data(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    store.create_run(_run("r1"), []).result()
+    store.close()
+    store = SQLiteStore(store_path)
+    assert store.get_run("r1") is not None
+    store.close()
+
+
+def test_store_with_newer_schema_is_refused(store_path: Path) -> None:
+    SQLiteStore(store_path).close()
+    conn = sqlite3.connect(store_path)
+    conn.execute("UPDATE baton_meta SET value='999' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(baton.SchemaVersionError) as info:
+        SQLiteStore(store_path)
+    assert info.value.found == 999 and info.value.supported == SCHEMA_VERSION
+
+
+def test_foreign_sqlite_file_is_not_a_baton_store(store_path: Path) -> None:
+    conn = sqlite3.connect(store_path)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(baton.NotABatonStore, match="customers"):
+        SQLiteStore(store_path)
+    assert sqlite3.connect(store_path).execute("SELECT COUNT(*) FROM customers").fetchone() == (0,)
+
+
+def test_junk_file_is_not_a_baton_store(store_path: Path) -> None:
+    store_path.write_bytes(b"this is not a database, just some bytes" * 100)
+    with pytest.raises(baton.NotABatonStore):
+        SQLiteStore(store_path)
+
+
+def test_unusable_locations_get_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(baton.StoreUnavailable, match="file"):
+        SQLiteStore(blocker / "sub" / "baton.db")
+    with pytest.raises(baton.StoreUnavailable, match="directory"):
+        SQLiteStore(tmp_path)
+
+
+def test_open_store_understands_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/a.db")
+    assert Path(store.path) == tmp_path / "a.db"  # type: ignore[attr-defined]
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BATON_STORE", "b.db")
+    store = open_store()
+    assert (tmp_path / "b.db").exists()
+    store.close()
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "c.db", synchronous="SOMETIMES")
+
+
+def test_idempotency_key_returns_the_existing_run(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    first, created = store.create_run(_run("r1", key="k"), []).result()
+    again, created_again = store.create_run(_run("r2", key="k"), []).result()
+    assert created and not created_again
+    assert again.run_id == "r1"
+    assert store.get_run("r2") is None
+    store.close()
+
+
+def test_group_commit_serves_many_threads_and_keeps_every_write(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            futures = [store.create_run(_run(f"t{n}-{i}"), []) for i in range(200)]
+            for fut in futures:
+                fut.result()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.count_runs() == {"ENQUEUED": 1600}
+    store.close()
+
+
+def test_a_failing_operation_does_not_spoil_its_group(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    store.create_run(_run("r1"), []).result()
+    bad = store.write(lambda conn: conn.execute("INSERT INTO runs (run_id) VALUES ('r1')"))
+    good = store.create_run(_run("r2"), [])
+    with pytest.raises(sqlite3.IntegrityError):
+        bad.result()
+    good.result()
+    assert store.get_run("r2") is not None
+    store.close()
+
+
+def test_claims_follow_priority_then_age_and_bump_the_fence(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    store.create_run(_run("old-low", priority=0, available_at=1.0), []).result()
+    store.create_run(_run("new-high", priority=5, available_at=2.0), []).result()
+    store.create_run(_run("future", priority=9, available_at=100.0), []).result()
+    claimed = store.claim_runs("w1", None, 10, now=10.0, lease=30, source="t").result()
+    assert [r.run_id for r in claimed] == ["new-high", "old-low"]
+    assert all(r.status == "RUNNING" and r.owner == "w1" and r.fence == 1 for r in claimed)
+    assert store.next_due(None) == 100.0
+    store.close()
+
+
+def test_writes_with_a_stale_fence_are_refused(store_path: Path) -> None:
+    store = SQLiteStore(store_path)
+    store.create_run(_run("r1"), []).result()
+    (run,) = store.claim_runs("w1", None, 1, now=1.0, lease=30, source="t").result()
+    step = StepRecord("r1", 1, "s", "h", "SUCCEEDED", 1, 1.0, 1.0, "1", None, "w1")
+    with pytest.raises(baton.FenceLost):
+        store.save_step(run.fence + 1, step, []).result()
+    store.save_step(run.fence, step, []).result()
+    with pytest.raises(baton.FenceLost):  # a checkpoint is written once
+        store.save_step(run.fence, step, []).result()
+    assert len(store.load_steps("r1")) == 1
+    store.close()
