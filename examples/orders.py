@@ -105,13 +105,21 @@ def main() -> None:
         table.add_column(column)
     for order_id, handle in handles.items():
         retries = len(app.events(run_id=handle.id, type="baton.step.retrying", limit=1000))
-        table.add_row(order_id, handle.id, handle.status(), str(gateway_calls[order_id]),
-                      str(charges[order_id]), str(retries))
+        table.add_row(
+            order_id,
+            handle.id,
+            handle.status(),
+            str(gateway_calls[order_id]),
+            str(charges[order_id]),
+            str(retries),
+        )
     console.print(table)
     console.print("every order charged exactly once:", all(c == 1 for c in charges.values()))
     console.print("JSON logs (run_id, step, correlation_id on every line): .baton/baton.log")
-    console.print("inspect with: [bold].venv/bin/baton runs ls[/], "
-                  "[bold].venv/bin/baton runs show RUN_ID[/], [bold].venv/bin/baton events ls[/]")
+    console.print(
+        "inspect with: [bold].venv/bin/baton runs ls[/], "
+        "[bold].venv/bin/baton runs show RUN_ID[/], [bold].venv/bin/baton events ls[/]"
+    )
     app.shutdown()
 
 

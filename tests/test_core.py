@@ -71,13 +71,22 @@ def test_serialization_rejects_nan_and_odd_keys() -> None:
 
 
 def test_args_hash_is_stable_and_sensitive() -> None:
-    assert serialization.args_hash((1, "a"), {"k": 2}) == serialization.args_hash((1, "a"), {"k": 2})
+    assert serialization.args_hash((1, "a"), {"k": 2}) == serialization.args_hash(
+        (1, "a"), {"k": 2}
+    )
     assert serialization.args_hash((1,), {}) != serialization.args_hash((2,), {})
 
 
 def test_cloudevent_envelope() -> None:
-    event = CloudEvent(type="baton.run.started", source="baton://h/1", subject="r1",
-                       correlationid="c1", runid="r1", time=0.0, data={"a": 1})
+    event = CloudEvent(
+        type="baton.run.started",
+        source="baton://h/1",
+        subject="r1",
+        correlationid="c1",
+        runid="r1",
+        time=0.0,
+        data={"a": 1},
+    )
     doc = event.to_dict()
     assert doc["specversion"] == "1.0"
     assert doc["time"] == "1970-01-01T00:00:00.000000Z"

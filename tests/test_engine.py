@@ -10,10 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
 import baton
 from baton.store import RunStatus
+from conftest import wait_until
 
 
 def test_sync_workflow_checkpoints_each_step(make_app) -> None:
@@ -93,8 +93,7 @@ def test_retries_follow_the_backoff_on_the_virtual_clock(make_app) -> None:
     app = make_app(clock=clock)
     attempts: list[float] = []
 
-    @app.step(retry=baton.Retry(max_attempts=4, initial=10, backoff=3, max_delay=600,
-                                jitter=False))
+    @app.step(retry=baton.Retry(max_attempts=4, initial=10, backoff=3, max_delay=600, jitter=False))
     def flaky() -> str:
         attempts.append(clock.now())
         if len(attempts) < 4:
@@ -107,8 +106,10 @@ def test_retries_follow_the_backoff_on_the_virtual_clock(make_app) -> None:
 
     handle = app.start(wf)
     for k, expected_delay in enumerate((10, 30, 90), start=1):
-        wait_until(lambda k=k: len(attempts) == k and handle.info().status == "ENQUEUED",
-                   what=f"failed attempt {k} to be recorded")
+        wait_until(
+            lambda k=k: len(attempts) == k and handle.info().status == "ENQUEUED",
+            what=f"failed attempt {k} to be recorded",
+        )
         assert handle.info().available_at == pytest.approx(clock.now() + expected_delay)
         time.sleep(0.05)
         assert handle.info().status == "ENQUEUED"  # nothing runs before the back-off ends
@@ -442,7 +443,7 @@ def test_bad_input_is_refused_before_anything_is_stored(make_app) -> None:
     def wf(payload: dict) -> None:
         return None
 
-    with pytest.raises(baton.UnknownWorkflow, match="'nope'.*registered: wf"):
+    with pytest.raises(baton.UnknownWorkflow, match=r"'nope'.*registered: wf"):
         app.start("nope")
     with pytest.raises(baton.SerializationError) as info:
         app.start("wf", {"when": datetime.datetime(2026, 1, 1)})
@@ -484,7 +485,7 @@ def test_workflow_exception_fails_the_run(make_app) -> None:
     with pytest.raises(baton.RunFailed) as info:
         app.run(boom)
     assert info.value.status == "FAILED" and info.value.step is None
-    assert info.value.error_type == "LookupError" and info.value.message == 'no such customer'
+    assert info.value.error_type == "LookupError" and info.value.message == "no such customer"
 
 
 def test_priorities_order_the_queue(make_app) -> None:
@@ -547,8 +548,12 @@ def test_events_carry_correlation_ids(make_app) -> None:
     handle.result(timeout=10)
     events = app.events(run_id=handle.id)
     types = [e.type for e in events]
-    assert types == ["baton.run.enqueued", "baton.run.started", "baton.step.completed",
-                     "baton.run.succeeded"]
+    assert types == [
+        "baton.run.enqueued",
+        "baton.run.started",
+        "baton.step.completed",
+        "baton.run.succeeded",
+    ]
     assert {e.correlation_id for e in events} == {"corr-42"}
     assert [e.run_id for e in app.events(correlation_id="corr-42")] == [handle.id] * 4
     default = app.start(wf)
@@ -644,13 +649,17 @@ def test_a_new_process_recovers_runs_of_a_dead_owner(make_app, store_path: Path)
 
     handle = app.start("wf")
     # pretend a process that has since died owned the run
-    app.store.write(lambda c: c.execute(
-        "INSERT INTO workers VALUES ('ghost', ?, 999999999, 0, 0, ?, '[]')",
-        (baton.engine.liveness.hostname(), time.time()),
-    )).result()
-    app.store.write(lambda c: c.execute(
-        "UPDATE runs SET status='RUNNING', owner='ghost', fence=1 WHERE run_id=?", (handle.id,)
-    )).result()
+    app.store.write(
+        lambda c: c.execute(
+            "INSERT INTO workers VALUES ('ghost', ?, 999999999, 0, 0, ?, '[]')",
+            (baton.engine.liveness.hostname(), time.time()),
+        )
+    ).result()
+    app.store.write(
+        lambda c: c.execute(
+            "UPDATE runs SET status='RUNNING', owner='ghost', fence=1 WHERE run_id=?", (handle.id,)
+        )
+    ).result()
     app.launch()
     assert handle.result(timeout=10) == "ok"
     assert app.events(run_id=handle.id, type="baton.run.recovered")

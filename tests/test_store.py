@@ -13,9 +13,20 @@ from baton.store.sqlite.migrations import SCHEMA_VERSION
 
 
 def _run(run_id: str, key: str | None = None, **fields: object) -> RunRecord:
-    base: dict = dict(run_id=run_id, workflow="wf", version="1", status=RunStatus.ENQUEUED,
-                      queue="default", priority=0, available_at=0.0, correlation_id=run_id,
-                      input="{}", created_at=0.0, updated_at=0.0, idempotency_key=key)
+    base: dict = dict(
+        run_id=run_id,
+        workflow="wf",
+        version="1",
+        status=RunStatus.ENQUEUED,
+        queue="default",
+        priority=0,
+        available_at=0.0,
+        correlation_id=run_id,
+        input="{}",
+        created_at=0.0,
+        updated_at=0.0,
+        idempotency_key=key,
+    )
     base.update(fields)
     return RunRecord(**base)
 
@@ -91,7 +102,7 @@ def test_open_store_understands_urls(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_idempotency_key_returns_the_existing_run(store_path: Path) -> None:
     store = SQLiteStore(store_path)
-    first, created = store.create_run(_run("r1", key="k"), []).result()
+    _, created = store.create_run(_run("r1", key="k"), []).result()
     again, created_again = store.create_run(_run("r2", key="k"), []).result()
     assert created and not created_again
     assert again.run_id == "r1"

@@ -59,7 +59,27 @@ class CloudEvent:
         return out
 
 
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z"
+def run_event(
+    type: str,
+    source: str,
+    run: Any,
+    now: float,
+    data: dict[str, Any] | None = None,
+) -> CloudEvent:
+    """An event about a run; `run` is anything with run_id, correlation_id, workflow, version."""
+    body: dict[str, Any] = {"workflow": run.workflow, "version": run.version}
+    if data:
+        body.update(data)
+    return CloudEvent(
+        type=type,
+        source=source,
+        subject=run.run_id,
+        runid=run.run_id,
+        correlationid=run.correlation_id,
+        time=now,
+        data=body,
     )
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

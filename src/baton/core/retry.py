@@ -39,9 +39,7 @@ class Retry:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        return backoff_delay(
-            attempt, self.initial, self.backoff, self.max_delay, self.jitter, rng
-        )
+        return backoff_delay(attempt, self.initial, self.backoff, self.max_delay, self.jitter, rng)
 
     def delays(self, seed: int | str = 0) -> list[float]:
         """Every delay this policy would wait, in order, for a given seed."""

@@ -13,10 +13,10 @@ from baton.core import events as ev
 from baton.core import serialization
 from baton.core.clock import Clock, RealClock
 from baton.core.errors import DefinitionError
+from baton.core.events import run_event
 from baton.core.ids import new_id
 from baton.core.retry import Retry
 from baton.engine import liveness
-from baton.engine.emit import run_event
 from baton.engine.execution import current, in_step
 from baton.engine.handles import RunHandle
 from baton.engine.registry import Registry, StepDef, WorkflowDef, is_async
@@ -50,7 +50,9 @@ class App:
         worker_ttl: float = 30.0,
         synchronous: str = "FULL",
     ) -> None:
-        options = {"synchronous": synchronous} if isinstance(store, str | os.PathLike | None) else {}
+        options = (
+            {"synchronous": synchronous} if isinstance(store, str | os.PathLike | None) else {}
+        )
         self.store: Store = open_store(store, **options)  # type: ignore[arg-type]
         self.clock: Clock = clock or RealClock()
         self.registry = Registry()
@@ -150,22 +152,37 @@ class App:
         now = self.clock.now()
         run_id = new_id()
         run = RunRecord(
-            run_id=run_id, workflow=wf.name, version=wf.version, status=RunStatus.ENQUEUED,
-            queue=queue, priority=priority, available_at=now,
-            correlation_id=correlation_id or run_id, input=payload, created_at=now,
-            updated_at=now, idempotency_key=idempotency_key, timeout=timeout,
+            run_id=run_id,
+            workflow=wf.name,
+            version=wf.version,
+            status=RunStatus.ENQUEUED,
+            queue=queue,
+            priority=priority,
+            available_at=now,
+            correlation_id=correlation_id or run_id,
+            input=payload,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            timeout=timeout,
             deadline_at=None if timeout is None else now + timeout,
         )
-        events = [run_event(ev.RUN_ENQUEUED, self.source, run, now,
-                            {"queue": queue, "priority": priority})]
+        events = [
+            run_event(
+                ev.RUN_ENQUEUED, self.source, run, now, {"queue": queue, "priority": priority}
+            )
+        ]
         rt = self._ensure_runtime()
         direct = rt is not None and self._serves_queue(queue) and rt.try_reserve()
         if direct:  # claim it in the same commit: no poll, no second write
             assert rt is not None
             run.status, run.owner, run.fence, run.attempt = RunStatus.RUNNING, rt.worker_id, 1, 1
             run.started_at = now
-            events.append(run_event(ev.RUN_STARTED, self.source, run, now,
-                                    {"attempt": 1, "worker": rt.worker_id}))
+            events.append(
+                run_event(
+                    ev.RUN_STARTED, self.source, run, now, {"attempt": 1, "worker": rt.worker_id}
+                )
+            )
         try:
             stored, created = self.store.create_run(run, events).result()
         except BaseException:
@@ -179,8 +196,13 @@ class App:
                 rt.unreserve()  # type: ignore[union-attr]
         elif rt is not None and created:
             rt.wake()
-        log.info("run started", run_id=stored.run_id, workflow=wf.name,
-                 correlation_id=stored.correlation_id, created=created)
+        log.info(
+            "run started",
+            run_id=stored.run_id,
+            workflow=wf.name,
+            correlation_id=stored.correlation_id,
+            created=created,
+        )
         return RunHandle(self, stored.run_id, created)
 
     def run(self, workflow: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -248,7 +270,11 @@ class App:
                 raise DefinitionError("this App has been shut down")
             if self._runtime is None:
                 self._runtime = Runtime(
-                    self.store, self.registry, self.clock, self._options, self.source,
+                    self.store,
+                    self.registry,
+                    self.clock,
+                    self._options,
+                    self.source,
                     self._notify,
                 )
                 atexit.register(self._at_exit)

@@ -26,8 +26,8 @@ from baton.core.errors import (
     StoreError,
     WorkflowTimeout,
 )
+from baton.core.events import run_event
 from baton.engine import failures
-from baton.engine.emit import run_event
 from baton.engine.registry import StepDef, WorkflowDef
 from baton.observability.logging import bind_contextvars, get_logger, unbind_contextvars
 from baton.store.records import RunRecord, RunStatus, StepRecord, StepStatus
@@ -45,7 +45,7 @@ in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("baton_in_step", 
 _LOG_KEYS = ("run_id", "correlation_id", "workflow")
 
 
-class Unwind(BaseException):  # noqa: N818 - control flow, not an error a user sees
+class Unwind(BaseException):
     """Stops a workflow function: its run was suspended, finished elsewhere, or lost."""
 
 
@@ -108,13 +108,29 @@ class Execution:
             return self.failed(step, plan, exc, t0)
         now = self.rt.clock.now()
         rec = StepRecord(
-            self.run.run_id, plan.seq, step.name, plan.digest, StepStatus.SUCCEEDED,
-            plan.attempts + 1, plan.started_at, now, output, None, self.rt.worker_id,
+            self.run.run_id,
+            plan.seq,
+            step.name,
+            plan.digest,
+            StepStatus.SUCCEEDED,
+            plan.attempts + 1,
+            plan.started_at,
+            now,
+            output,
+            None,
+            self.rt.worker_id,
         )
         event = run_event(
-            ev.STEP_COMPLETED, self.rt.source, self.run, now,
-            {"step": step.name, "seq": plan.seq, "attempt": plan.attempts + 1,
-             "duration_ms": round((time.perf_counter() - t0) * 1000, 3)},
+            ev.STEP_COMPLETED,
+            self.rt.source,
+            self.run,
+            now,
+            {
+                "step": step.name,
+                "seq": plan.seq,
+                "attempt": plan.attempts + 1,
+                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+            },
         )
         return self.rt.store.save_step(self.fence, rec, [event]), None
 
@@ -126,11 +142,24 @@ class Execution:
         now = self.rt.clock.now()
         doc = failures.describe(exc, step.name, attempt)
         rec = StepRecord(
-            self.run.run_id, plan.seq, step.name, plan.digest, StepStatus.RETRYING,
-            attempt, plan.started_at, now, None, serialization.dumps(doc), self.rt.worker_id,
+            self.run.run_id,
+            plan.seq,
+            step.name,
+            plan.digest,
+            StepStatus.RETRYING,
+            attempt,
+            plan.started_at,
+            now,
+            None,
+            serialization.dumps(doc),
+            self.rt.worker_id,
         )
-        data = {"step": step.name, "seq": plan.seq, "attempt": attempt,
-                "error": {"type": doc["type"], "message": doc["message"]}}
+        data = {
+            "step": step.name,
+            "seq": plan.seq,
+            "attempt": attempt,
+            "error": {"type": doc["type"], "message": doc["message"]},
+        }
         policy = step.retry
         retryable = (
             policy is not None
@@ -142,8 +171,9 @@ class Execution:
             delay = policy.delay(attempt, rng)  # type: ignore[union-attr]
             data["delay"] = delay
             event = run_event(ev.STEP_RETRYING, self.rt.source, self.run, now, data)
-            log.info("step retrying", step=step.name, attempt=attempt, delay=delay,
-                     error=doc["message"])
+            log.info(
+                "step retrying", step=step.name, attempt=attempt, delay=delay, error=doc["message"]
+            )
             fut = self.rt.store.retry_step_later(self.fence, rec, now + delay, [event])
             self.rt.due_at(now + delay)
             return fut, Unwind("retry scheduled")
@@ -151,11 +181,22 @@ class Execution:
         step_failed = run_event(ev.STEP_FAILED, self.rt.source, self.run, now, data)
         if retryable:  # retries exhausted: the run goes to the dead-letter queue
             log.warning("run dead", step=step.name, attempts=attempt, error=doc["message"])
-            dead = run_event(ev.RUN_DEAD, self.rt.source, self.run, now,
-                             {"step": step.name, "attempts": attempt, "error": data["error"]})
+            dead = run_event(
+                ev.RUN_DEAD,
+                self.rt.source,
+                self.run,
+                now,
+                {"step": step.name, "attempts": attempt, "error": data["error"]},
+            )
             fut = self.rt.store.finish_run(
-                self.run.run_id, self.fence, RunStatus.DEAD, None, serialization.dumps(doc),
-                now, [step_failed, dead], step=rec,
+                self.run.run_id,
+                self.fence,
+                RunStatus.DEAD,
+                None,
+                serialization.dumps(doc),
+                now,
+                [step_failed, dead],
+                step=rec,
             )
             return fut, Unwind("dead")
         _tag(exc, step.name, attempt)
@@ -312,9 +353,7 @@ class Execution:
             return await _with_timeout(step, step.fn(*args, **kwargs))
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        call = loop.run_in_executor(
-            self.rt.step_pool(), lambda: ctx.run(step.fn, *args, **kwargs)
-        )
+        call = loop.run_in_executor(self.rt.step_pool(), lambda: ctx.run(step.fn, *args, **kwargs))
         return await _with_timeout(step, call)
 
     def _short_circuit_sync(self, plan: _Plan, waited: bool = False) -> Any:
@@ -334,8 +373,13 @@ class Execution:
             return self._stop(self.expire())
         if reason == "shutdown" or self.rt.draining:
             now = self.rt.clock.now()
-            event = run_event(ev.RUN_SUSPENDED, self.rt.source, self.run, now,
-                              {"reason": "shutdown", "next_step": self.seq + 1})
+            event = run_event(
+                ev.RUN_SUSPENDED,
+                self.rt.source,
+                self.run,
+                now,
+                {"reason": "shutdown", "next_step": self.seq + 1},
+            )
             return self._stop(self.rt.store.release_run(self.run.run_id, self.fence, now, [event]))
         return None
 
@@ -350,10 +394,20 @@ class Execution:
     ) -> Future:
         doc = failures.describe(exc, step, attempts)
         log.warning("run failed", error_type=doc["type"], error=doc["message"])
-        event = run_event(ev.RUN_FAILED, self.rt.source, self.run, now,
-                          {"step": step, "error": {"type": doc["type"], "message": doc["message"]}})
+        event = run_event(
+            ev.RUN_FAILED,
+            self.rt.source,
+            self.run,
+            now,
+            {"step": step, "error": {"type": doc["type"], "message": doc["message"]}},
+        )
         return self.rt.store.finish_run(
-            self.run.run_id, self.fence, RunStatus.FAILED, None, serialization.dumps(doc), now,
+            self.run.run_id,
+            self.fence,
+            RunStatus.FAILED,
+            None,
+            serialization.dumps(doc),
+            now,
             [event],
         )
 
@@ -370,8 +424,11 @@ class Execution:
         return doc.get("args", []), doc.get("kwargs", {})
 
     def _log_context(self) -> dict[str, str]:
-        return {"run_id": self.run.run_id, "correlation_id": self.run.correlation_id,
-                "workflow": self.run.workflow}
+        return {
+            "run_id": self.run.run_id,
+            "correlation_id": self.run.correlation_id,
+            "workflow": self.run.workflow,
+        }
 
 
 def _tag(exc: BaseException, step: str, attempts: int) -> None:

@@ -15,7 +15,9 @@ def describe(
 ) -> dict[str, Any]:
     cls = type(exc)
     doc: dict[str, Any] = {
-        "type": cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}",
+        "type": cls.__qualname__
+        if cls.__module__ == "builtins"
+        else f"{cls.__module__}.{cls.__qualname__}",
         "message": str(exc),
         "module": cls.__module__,
         "qualname": cls.__qualname__,

@@ -54,8 +54,8 @@ class Registry:
     def add_step(self, step: StepDef) -> None:
         if step.name in self._steps:
             raise DefinitionError(
-                f"step {step.name!r} is already registered (by {_where(self._steps[step.name].fn)}); "
-                f"pass name= to tell them apart"
+                f"step {step.name!r} is already registered "
+                f"(by {_where(self._steps[step.name].fn)}); pass name= to tell them apart"
             )
         self._steps[step.name] = step
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from baton.core import serialization
 from baton.core.clock import Clock
@@ -156,8 +156,9 @@ class Runtime:
         self.wake()
         drained = self._idle.wait(timeout)
         if not drained:
-            log.warning("shutdown timed out; unfinished runs will be recovered",
-                        active=self.active_count())
+            log.warning(
+                "shutdown timed out; unfinished runs will be recovered", active=self.active_count()
+            )
             with self._lock:
                 tasks = [ex.task for ex in self._active.values() if ex.task is not None]
             for task in tasks:
@@ -248,8 +249,13 @@ class Runtime:
     async def _register(self) -> None:
         now = time.time()
         worker = WorkerRecord(
-            self.worker_id, liveness.hostname(), os.getpid(), liveness.process_started_at(),
-            now, now, [f"{n}@{v}" for n, v in self.registry.served()],
+            self.worker_id,
+            liveness.hostname(),
+            os.getpid(),
+            liveness.process_started_at(),
+            now,
+            now,
+            [f"{n}@{v}" for n, v in self.registry.served()],
         )
         await asyncio.wrap_future(self.store.register_worker(worker))
         await self._recover()
@@ -268,8 +274,13 @@ class Runtime:
                 try:
                     runs = await asyncio.wrap_future(
                         self.store.claim_runs(
-                            self.worker_id, self.options.queues, min(free, self.options.claim_batch),
-                            now, self.options.worker_ttl, self.source, served,
+                            self.worker_id,
+                            self.options.queues,
+                            min(free, self.options.claim_batch),
+                            now,
+                            self.options.worker_ttl,
+                            self.source,
+                            served,
                         )
                     )
                 except StoreError as exc:
@@ -342,4 +353,3 @@ class Runtime:
                 self._orphans.discard(run_id)
         if orphans:
             self._set_wake()
-

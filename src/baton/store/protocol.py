@@ -89,8 +89,9 @@ class Store(Protocol):
         ...
 
     # operator-side transitions -----------------------------------------------------------
-    def cancel_run(self, run_id: str, now: float, events: Sequence[CloudEvent]) -> Future[RunRecord]:
-        ...
+    def cancel_run(
+        self, run_id: str, now: float, events: Sequence[CloudEvent]
+    ) -> Future[RunRecord]: ...
 
     def redrive_run(
         self, run_id: str, now: float, events: Sequence[CloudEvent]
@@ -98,9 +99,7 @@ class Store(Protocol):
         """Put a DEAD or FAILED run back in its queue; its failed step runs again."""
         ...
 
-    def expire_deadlines(
-        self, now: float, error: str, source: str
-    ) -> Future[list[RunRecord]]:
+    def expire_deadlines(self, now: float, error: str, source: str) -> Future[list[RunRecord]]:
         """End every unfinished run whose deadline has passed, as FAILED with `error`."""
         ...
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 from baton.core import serialization
 from baton.core.errors import FenceLost, InvalidState, RunNotFound, StoreUnavailable
-from baton.core.events import CloudEvent
+from baton.core.events import (
+    RUN_FAILED,
+    RUN_RECOVERED,
+    RUN_STARTED,
+    CloudEvent,
+    run_event,
+)
 from baton.store.records import (
     REDRIVABLE,
     RUN_COLUMNS,
@@ -134,8 +140,6 @@ class SQLiteStore:
         source: str,
         served: Sequence[tuple[str, str]] | None = None,
     ) -> Future[list[RunRecord]]:
-        from baton.core.events import RUN_STARTED
-
         where, params = _queue_filter(queues, served)
 
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
@@ -153,14 +157,8 @@ class SQLiteStore:
             _insert_events(
                 conn,
                 [
-                    CloudEvent(
-                        type=RUN_STARTED,
-                        source=source,
-                        subject=r.run_id,
-                        runid=r.run_id,
-                        correlationid=r.correlation_id,
-                        time=now,
-                        data={"workflow": r.workflow, "attempt": r.attempt, "worker": worker_id},
+                    run_event(
+                        RUN_STARTED, source, r, now, {"attempt": r.attempt, "worker": worker_id}
                     )
                     for r in runs
                 ],
@@ -192,9 +190,11 @@ class SQLiteStore:
             clauses.append("run_id < ?")
             params.append(before)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read().execute(
-            f"{_RUN_SELECT}{where} ORDER BY run_id DESC LIMIT ?", (*params, limit)
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(f"{_RUN_SELECT}{where} ORDER BY run_id DESC LIMIT ?", (*params, limit))
+            .fetchall()
+        )
         return [RunRecord(*r) for r in rows]
 
     def count_runs(self, status: Iterable[str] | None = None) -> dict[str, int]:
@@ -206,9 +206,11 @@ class SQLiteStore:
         self, queues: Sequence[str] | None, served: Sequence[tuple[str, str]] | None = None
     ) -> float | None:
         where, params = _queue_filter(queues, served)
-        row = self._read().execute(
-            f"SELECT MIN(available_at) FROM runs WHERE status='ENQUEUED' {where}", params
-        ).fetchone()
+        row = (
+            self._read()
+            .execute(f"SELECT MIN(available_at) FROM runs WHERE status='ENQUEUED' {where}", params)
+            .fetchone()
+        )
         return row[0] if row else None
 
     # -- owner-side transitions (fenced) ----------------------------------------------------
@@ -323,8 +325,6 @@ class SQLiteStore:
         return self._writer.submit(op)
 
     def expire_deadlines(self, now: float, error: str, source: str) -> Future[list[RunRecord]]:
-        from baton.core.events import RUN_FAILED
-
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
                 f"UPDATE runs SET status='FAILED', owner=NULL, fence=fence+1, error=?, "
@@ -337,15 +337,7 @@ class SQLiteStore:
             _insert_events(
                 conn,
                 [
-                    CloudEvent(
-                        type=RUN_FAILED,
-                        source=source,
-                        subject=r.run_id,
-                        runid=r.run_id,
-                        correlationid=r.correlation_id,
-                        time=now,
-                        data={"workflow": r.workflow, "error": serialization.loads(error)},
-                    )
+                    run_event(RUN_FAILED, source, r, now, {"error": serialization.loads(error)})
                     for r in runs
                 ],
             )
@@ -355,9 +347,11 @@ class SQLiteStore:
 
     # -- steps ---------------------------------------------------------------------------
     def load_steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._read().execute(
-            f"{_STEP_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(f"{_STEP_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,))
+            .fetchall()
+        )
         return [StepRecord(*r) for r in rows]
 
     # -- workers -------------------------------------------------------------------------
@@ -389,23 +383,26 @@ class SQLiteStore:
         return self._writer.submit(op)
 
     def list_workers(self) -> list[WorkerRecord]:
-        rows = self._read().execute(
-            "SELECT worker_id, host, pid, process_started_at, started_at, heartbeat_at, versions "
-            "FROM workers ORDER BY started_at"
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(
+                "SELECT worker_id, host, pid, process_started_at, started_at, heartbeat_at, "
+                "versions FROM workers ORDER BY started_at"
+            )
+            .fetchall()
+        )
         return [WorkerRecord(*r[:6], serialization.loads(r[6])) for r in rows]
 
     def remove_worker(self, worker_id: str) -> Future[None]:
         return self._writer.submit(
-            lambda conn: conn.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
-            and None
+            lambda conn: (
+                conn.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,)) and None
+            )
         )
 
     def requeue_orphans(
         self, dead_workers: Sequence[str], now: float, source: str
     ) -> Future[list[RunRecord]]:
-        from baton.core.events import RUN_RECOVERED
-
         dead = list(dead_workers)
 
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
@@ -422,18 +419,7 @@ class SQLiteStore:
             runs = [RunRecord(*r) for r in rows]
             _insert_events(
                 conn,
-                [
-                    CloudEvent(
-                        type=RUN_RECOVERED,
-                        source=source,
-                        subject=r.run_id,
-                        runid=r.run_id,
-                        correlationid=r.correlation_id,
-                        time=now,
-                        data={"workflow": r.workflow},
-                    )
-                    for r in runs
-                ],
+                [run_event(RUN_RECOVERED, source, r, now) for r in runs],
             )
             return runs
 
@@ -452,15 +438,20 @@ class SQLiteStore:
         limit: int = 100,
     ) -> list[EventRecord]:
         clauses, params = ["seq > ?"], [after]
-        for column, value in (("run_id", run_id), ("type", type), ("correlation_id", correlation_id)):
+        filters = (("run_id", run_id), ("type", type), ("correlation_id", correlation_id))
+        for column, value in filters:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        rows = self._read().execute(
-            "SELECT seq, id, type, source, subject, time, correlation_id, run_id, data "
-            f"FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-            (*params, limit),
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute(
+                "SELECT seq, id, type, source, subject, time, correlation_id, run_id, data "
+                f"FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+                (*params, limit),
+            )
+            .fetchall()
+        )
         return [EventRecord(*r) for r in rows]
 
 

@@ -11,7 +11,9 @@ from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def connect(path: Path, synchronous: str, busy_timeout_ms: int, readonly: bool) -> sqlite3.Connection:
+def connect(
+    path: Path, synchronous: str, busy_timeout_ms: int, readonly: bool
+) -> sqlite3.Connection:
     location = str(path)
     try:
         conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
