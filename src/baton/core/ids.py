@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
 
 _lock = threading.Lock()
+_random = random.Random(random.SystemRandom().getrandbits(128))  # seeded from the OS, fast
+
+
+def _reseed() -> None:
+    _random.seed(random.SystemRandom().getrandbits(128))
+
+
+os.register_at_fork(after_in_child=_reseed)  # a forked child must not repeat our ids
 _last_ms = 0
 _counter = 0
 
@@ -19,14 +28,14 @@ def uuid7() -> uuid.UUID:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            _counter = _random.getrandbits(10)  # random start, leaving room to count up
         else:
             _counter += 1
             if _counter > 0xFFF:  # 12-bit counter exhausted: borrow the next millisecond
                 _last_ms += 1
                 _counter = 0
             ms = _last_ms
-        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        rand_b = _random.getrandbits(62)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= _counter << 64

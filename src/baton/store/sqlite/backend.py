@@ -119,9 +119,11 @@ class SQLiteStore:
     ) -> Future[tuple[RunRecord, bool]]:
         values = tuple(getattr(run, c) for c in RUN_COLUMNS)
 
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
             if conn.execute(_RUN_INSERT, values).rowcount == 1:
-                _insert_events(conn, events)
+                _insert_events(conn, rows)
                 return run, True
             row = conn.execute(
                 f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
@@ -156,12 +158,14 @@ class SQLiteStore:
             runs.sort(key=lambda r: (-r.priority, r.available_at, r.run_id))
             _insert_events(
                 conn,
-                [
-                    run_event(
-                        RUN_STARTED, source, r, now, {"attempt": r.attempt, "worker": worker_id}
-                    )
-                    for r in runs
-                ],
+                _event_rows(
+                    [
+                        run_event(
+                            RUN_STARTED, source, r, now, {"attempt": r.attempt, "worker": worker_id}
+                        )
+                        for r in runs
+                    ]
+                ),
             )
             return runs
 
@@ -217,11 +221,13 @@ class SQLiteStore:
     def save_step(self, fence: int, step: StepRecord, events: Sequence[CloudEvent]) -> Future[None]:
         values = tuple(getattr(step, c) for c in STEP_COLUMNS)
 
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, step.run_id, fence)
             if conn.execute(_STEP_UPSERT, values).rowcount != 1:
                 raise FenceLost(step.run_id, fence)  # already checkpointed by another owner
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
 
         return self._writer.submit(op)
 
@@ -231,6 +237,8 @@ class SQLiteStore:
         values = tuple(getattr(step, c) for c in STEP_COLUMNS)
         now = step.finished_at or available_at
 
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, step.run_id, fence)
             conn.execute(_STEP_UPSERT, values)
@@ -239,7 +247,7 @@ class SQLiteStore:
                 "available_at=?, updated_at=? WHERE run_id=?",
                 (available_at, now, step.run_id),
             )
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
 
         return self._writer.submit(op)
 
@@ -256,6 +264,8 @@ class SQLiteStore:
     ) -> Future[None]:
         step_values = tuple(getattr(step, c) for c in STEP_COLUMNS) if step else None
 
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, run_id, fence)
             if step_values:
@@ -265,13 +275,15 @@ class SQLiteStore:
                 "updated_at=?, finished_at=? WHERE run_id=?",
                 (status, output, error, now, now, run_id),
             )
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
 
         return self._writer.submit(op)
 
     def release_run(
         self, run_id: str, fence: int, now: float, events: Sequence[CloudEvent]
     ) -> Future[None]:
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, run_id, fence)
             conn.execute(
@@ -279,7 +291,7 @@ class SQLiteStore:
                 "updated_at=? WHERE run_id=?",
                 (now, run_id),
             )
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
 
         return self._writer.submit(op)
 
@@ -287,6 +299,8 @@ class SQLiteStore:
     def cancel_run(
         self, run_id: str, now: float, events: Sequence[CloudEvent]
     ) -> Future[RunRecord]:
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> RunRecord:
             run = _get(conn, run_id)
             if run.status in TERMINAL:
@@ -297,7 +311,7 @@ class SQLiteStore:
                 f"RETURNING {', '.join(RUN_COLUMNS)}",
                 (now, now, run_id),
             ).fetchone()
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
             return RunRecord(*row)
 
         return self._writer.submit(op)
@@ -305,6 +319,8 @@ class SQLiteStore:
     def redrive_run(
         self, run_id: str, now: float, events: Sequence[CloudEvent]
     ) -> Future[RunRecord]:
+        rows = _event_rows(events)
+
         def op(conn: sqlite3.Connection) -> RunRecord:
             run = _get(conn, run_id)
             if run.status not in REDRIVABLE:
@@ -319,7 +335,7 @@ class SQLiteStore:
                 f"WHERE run_id=? RETURNING {', '.join(RUN_COLUMNS)}",
                 (now, now, now, run_id),
             ).fetchone()
-            _insert_events(conn, events)
+            _insert_events(conn, rows)
             return RunRecord(*row)
 
         return self._writer.submit(op)
@@ -336,10 +352,12 @@ class SQLiteStore:
             runs = [RunRecord(*r) for r in rows]
             _insert_events(
                 conn,
-                [
-                    run_event(RUN_FAILED, source, r, now, {"error": serialization.loads(error)})
-                    for r in runs
-                ],
+                _event_rows(
+                    [
+                        run_event(RUN_FAILED, source, r, now, {"error": serialization.loads(error)})
+                        for r in runs
+                    ]
+                ),
             )
             return runs
 
@@ -419,7 +437,7 @@ class SQLiteStore:
             runs = [RunRecord(*r) for r in rows]
             _insert_events(
                 conn,
-                [run_event(RUN_RECOVERED, source, r, now) for r in runs],
+                _event_rows([run_event(RUN_RECOVERED, source, r, now) for r in runs]),
             )
             return runs
 
@@ -427,7 +445,8 @@ class SQLiteStore:
 
     # -- events --------------------------------------------------------------------------
     def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
-        return self._writer.submit(lambda conn: _insert_events(conn, events))
+        rows = _event_rows(events)
+        return self._writer.submit(lambda conn: _insert_events(conn, rows))
 
     def list_events(
         self,
@@ -482,22 +501,23 @@ def _check_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
         raise FenceLost(run_id, fence)
 
 
-def _insert_events(conn: sqlite3.Connection, events: Sequence[CloudEvent]) -> None:
-    if not events:
-        return
-    conn.executemany(
-        _EVENT_INSERT,
-        [
-            (
-                e.id,
-                e.type,
-                e.source,
-                e.subject,
-                e.time,
-                e.correlationid,
-                e.runid,
-                serialization.dumps(e.data) if e.data is not None else None,
-            )
-            for e in events
-        ],
-    )
+def _event_rows(events: Sequence[CloudEvent]) -> list[tuple]:
+    """Encode events in the caller's thread, keeping the writer's critical path short."""
+    return [
+        (
+            e.id,
+            e.type,
+            e.source,
+            e.subject,
+            e.time,
+            e.correlationid,
+            e.runid,
+            serialization.dumps(e.data) if e.data is not None else None,
+        )
+        for e in events
+    ]
+
+
+def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+    if rows:
+        conn.executemany(_EVENT_INSERT, rows)

@@ -1,9 +1,10 @@
 """One writer thread per store: it owns the write connection and commits in groups.
 
 Callers submit an operation (a function of the connection) and get a Future. The thread
-takes every operation waiting in the queue (up to `max_batch`), runs each inside its own
-savepoint under one `BEGIN IMMEDIATE`, commits once, and only then resolves the futures.
-An operation that raises rolls back to its savepoint alone; the rest of the group commits.
+takes every operation waiting in the queue (up to `max_batch`), runs them under one
+`BEGIN IMMEDIATE`, commits once, and only then resolves the futures. Operations are pure
+functions of the connection, so when one raises, the group is rolled back and run again with
+a savepoint around each operation: the failing one alone is undone, the rest commits.
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ class GroupCommitWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, Future]]) -> None:
         live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
+        isolate = False
         for attempt in range(_BUSY_RETRIES):
             try:
-                results = self._apply(conn, live)
+                results = self._apply(conn, live, isolate)
+                if not isolate and not all(ok for ok, _ in results):
+                    conn.execute("ROLLBACK")
+                    isolate = True
+                    results = self._apply(conn, live, isolate)
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 _rollback(conn)
@@ -109,25 +115,28 @@ class GroupCommitWriter:
         return _fail_all(live, StoreError("the database stayed locked by another process"))
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, live: list[tuple[Op, Future]]) -> list[tuple[bool, Any]]:
+    def _apply(
+        conn: sqlite3.Connection, live: list[tuple[Op, Future]], isolate: bool
+    ) -> list[tuple[bool, Any]]:
+        """Run the group; without `isolate`, stop at the first failure (it will be re-run)."""
         conn.execute("BEGIN IMMEDIATE")
         results: list[tuple[bool, Any]] = []
         for op, _ in live:
-            conn.execute("SAVEPOINT op")
+            if isolate:
+                conn.execute("SAVEPOINT op")
             try:
                 value = op(conn)
-            except sqlite3.OperationalError as exc:
-                if _is_fatal(exc):
-                    raise  # busy or I/O: the whole group is retried or failed
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, exc))
             except Exception as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_fatal(exc):
+                    raise  # busy or I/O: the whole group is retried or failed
+                if not isolate:
+                    return [*results, (False, exc)]
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 results.append((False, exc))
             else:
-                conn.execute("RELEASE op")
+                if isolate:
+                    conn.execute("RELEASE op")
                 results.append((True, value))
         return results
 
