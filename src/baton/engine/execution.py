@@ -66,13 +66,15 @@ class _Plan:
 
 
 class Execution:
-    def __init__(self, rt: Runtime, run: RunRecord, wf: WorkflowDef) -> None:
+    def __init__(self, rt: Runtime, run: RunRecord, wf: WorkflowDef, fresh: bool = False) -> None:
         self.rt = rt
         self.run = run
         self.wf = wf
         self.fence = run.fence
         self.seq = 0
-        self.recorded = {s.seq: s for s in rt.store.load_steps(run.run_id)}
+        # a run created a moment ago by this process has no checkpoints to read
+        steps = [] if fresh else rt.store.load_steps(run.run_id)
+        self.recorded = {s.seq: s for s in steps}
         self.stop_reason: str | None = None  # "cancelled", "shutdown" or "deadline"
         self.task: asyncio.Task | None = None
         self.started = time.perf_counter()

@@ -99,7 +99,7 @@ class Runtime:
     def launch_reserved(self, run: RunRecord) -> None:
         with self._lock:
             self._reserved -= 1
-        self._launch(run)
+        self._launch(run, fresh=True)
 
     def wake(self) -> None:
         if not self._loop.is_closed():
@@ -211,10 +211,10 @@ class Runtime:
         if not self._active and not self._reserved:
             self._idle.set()
 
-    def _launch(self, run: RunRecord) -> None:
+    def _launch(self, run: RunRecord, fresh: bool = False) -> None:
         wf = self.registry.find(run.workflow, run.version)
         assert wf is not None, "claims only take served workflows"
-        ex = Execution(self, run, wf)
+        ex = Execution(self, run, wf, fresh)
         with self._lock:
             self._active[run.run_id] = ex
             self._idle.clear()
