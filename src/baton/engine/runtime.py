@@ -8,6 +8,7 @@ dispatcher sleeps until the earliest one (or until woken by a local submission).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import os
 import random
 import threading
@@ -65,6 +66,7 @@ class Runtime:
         self._active: dict[str, Execution] = {}
         self._reserved = 0
         self._orphans: set[str] = set()
+        self._local_due: list[float] = []
         self._loop = asyncio.new_event_loop()
         self._wake: asyncio.Event | None = None
         self._stopped = threading.Event()
@@ -106,7 +108,10 @@ class Runtime:
             self._loop.call_soon_threadsafe(self._set_wake)
 
     def due_at(self, when: float) -> None:
-        """A run of ours becomes due at `when`: make sure the dispatcher looks then."""
+        """A run of ours becomes due at `when` (its write may not be committed yet): make sure
+        the dispatcher looks again then, whatever the store said a moment ago."""
+        with self._lock:
+            heapq.heappush(self._local_due, when)
         self.wake()
 
     def cancel_local(self, run_id: str) -> None:
@@ -296,6 +301,11 @@ class Runtime:
                 due = self.store.next_due(self.options.queues, served)
                 if due is not None and due > now:
                     target = min(target, due)
+                with self._lock:
+                    while self._local_due and self._local_due[0] <= now:
+                        heapq.heappop(self._local_due)
+                    if self._local_due:
+                        target = min(target, self._local_due[0])
             await self.clock.sleep_until(target, self._wake)
 
     async def _expire_deadlines(self, now: float) -> None:
