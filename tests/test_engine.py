@@ -680,6 +680,21 @@ def test_redrive_refuses_runs_that_are_not_dead_or_failed(make_app) -> None:
         app.redrive("0190c0de-0000-7000-8000-000000000000")
 
 
+def test_run_listing_takes_statuses_in_any_case(make_app) -> None:
+    app = make_app()
+
+    @app.workflow()
+    def ok() -> int:
+        return 1
+
+    handle = app.start(ok)
+    handle.result(timeout=10)
+    assert [r.run_id for r in app.runs(status="succeeded")] == [handle.id]
+    assert app.runs(status=["DEAD", "failed"]) == []
+    with pytest.raises(ValueError, match="unknown run status 'done'"):
+        app.runs(status="done")
+
+
 def test_result_timeout_says_where_the_run_is(make_app) -> None:
     app = make_app(worker=False)
 

@@ -222,7 +222,7 @@ class App:
         limit: int = 100,
     ) -> list[RunRecord]:
         statuses = [status] if isinstance(status, str) else status
-        return self.store.list_runs(statuses, workflow, limit)
+        return self.store.list_runs(_statuses(statuses), workflow, limit)
 
     def dead_letters(self, limit: int = 100) -> list[RunRecord]:
         return self.store.list_runs([RunStatus.DEAD], None, limit)
@@ -337,6 +337,20 @@ class App:
 
     def _at_exit(self) -> None:
         self.shutdown(timeout=5.0)
+
+
+def _statuses(statuses: Iterable[str] | None) -> list[str] | None:
+    """Status names in any case; an unknown one is an error, not an empty answer."""
+    if statuses is None:
+        return None
+    out = []
+    for status in statuses:
+        try:
+            out.append(RunStatus(str(status).upper()).value)
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ValueError(f"unknown run status {status!r}; one of {known}") from None
+    return out
 
 
 def _workflow_name(workflow: str | Callable[..., Any]) -> str:

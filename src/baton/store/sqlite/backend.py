@@ -343,7 +343,8 @@ class SQLiteStore:
     def expire_deadlines(self, now: float, error: str, source: str) -> Future[list[RunRecord]]:
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
-                f"UPDATE runs SET status='FAILED', owner=NULL, fence=fence+1, error=?, "
+                f"UPDATE runs SET status='FAILED', owner=NULL, lease_expires_at=NULL, "
+                f"fence=fence+1, error=?, "
                 f"updated_at=?, finished_at=? WHERE deadline_at <= ? AND status NOT IN "
                 f"({', '.join(repr(str(s)) for s in TERMINAL)}) "
                 f"RETURNING {', '.join(RUN_COLUMNS)}",

@@ -1,0 +1,1 @@
+"""The `baton` command: inspect runs, the dead-letter queue and the event log of a store."""

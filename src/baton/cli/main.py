@@ -1,0 +1,41 @@
+"""The `baton` command: `baton [--store PATH] runs|dlq|events ...`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from baton.cli import dlq, events, runs
+from baton.store import DEFAULT_LOCATION
+
+app = typer.Typer(
+    name="baton",
+    help="Inspect and operate a Baton store: runs, the dead-letter queue, the event log.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.add_typer(runs.app, name="runs")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(events.app, name="events")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            envvar="BATON_STORE",
+            metavar="PATH",
+            help="The store: a file path or sqlite:///path. It must exist.",
+        ),
+    ] = DEFAULT_LOCATION,
+) -> None:
+    ctx.obj = store
+
+
+def main() -> None:
+    app()

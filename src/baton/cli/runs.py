@@ -1,0 +1,170 @@
+"""`baton runs`: list runs, show one with its steps, cancel one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from baton.cli import render
+from baton.cli.documents import decode, run_document, step_document
+from baton.cli.options import AsJson, Limit, RunId
+from baton.cli.store import fail, open_app
+from baton.core.errors import RunNotFound
+from baton.store.records import RunRecord, RunStatus, StepRecord
+
+app = typer.Typer(help="List, inspect and cancel runs.", no_args_is_help=True)
+
+RUN_COLUMNS = (
+    "run id",
+    "workflow",
+    "status",
+    "queue",
+    "priority",
+    "attempt",
+    "created",
+    "duration",
+    "correlation id",
+)
+STEP_COLUMNS = ("seq", "name", "status", "attempts", "started", "duration", "error")
+KEEP = ("run id",)  # never wrapped: an id to copy
+
+
+def parse_statuses(values: list[str]) -> list[str]:
+    """`dead`, `DEAD,failed`, ... as RunStatus values; exit 1 on an unknown one."""
+    wanted = []
+    for value in values:
+        for name in filter(None, (part.strip().upper() for part in value.split(","))):
+            if name not in RunStatus.__members__:
+                valid = ", ".join(RunStatus.__members__)
+                fail(f"unknown status {name!r}; valid statuses: {valid}")
+            wanted.append(RunStatus[name].value)
+    return wanted
+
+
+def run_row(run: RunRecord) -> list[Any]:
+    return [
+        run.run_id,
+        f"{run.workflow}@{run.version}",
+        render.status(run.status),
+        run.queue,
+        run.priority,
+        run.attempt,
+        render.timestamp(run.created_at),
+        render.duration(run.started_at, run.finished_at),
+        run.correlation_id,
+    ]
+
+
+@app.command("ls")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help="Only runs with this status (repeatable, any case)."),
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
+    ] = None,
+    limit: Limit = 100,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    statuses = parse_statuses(status or [])
+    with open_app(ctx.obj) as baton_app:
+        runs = baton_app.runs(statuses or None, workflow, limit)
+    if as_json:
+        render.emit_json([run_document(r) for r in runs])
+    else:
+        rows = [run_row(r) for r in runs]
+        render.show_table(RUN_COLUMNS, rows, "no runs", keep=KEEP)
+
+
+@app.command("show")
+def show_run(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
+    """Show a run: its fields, input, output, error and steps."""
+    with open_app(ctx.obj) as baton_app:
+        run = baton_app.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        steps = baton_app.steps(run_id)
+    if as_json:
+        render.emit_json({"run": run_document(run), "steps": [step_document(s) for s in steps]})
+    else:
+        _show(run, steps)
+
+
+@app.command("cancel")
+def cancel_run(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
+    """Cancel a run that has not ended (a step already running finishes, unrecorded)."""
+    with open_app(ctx.obj) as baton_app:
+        run = baton_app.cancel(run_id)
+    if as_json:
+        render.emit_json(run_document(run))
+    else:
+        typer.echo(f"run {run.run_id} ({run.workflow}@{run.version}) is {run.status}")
+
+
+def _show(run: RunRecord, steps: list[StepRecord]) -> None:
+    out = render.console()
+    out.print(render.fields(_fields(run)))
+    for title, text in (("input", run.input), ("output", run.output)):
+        if text is not None:
+            out.print(Text(f"\n{title}", style="bold"))
+            out.print(Text(json.dumps(decode(text), indent=2, ensure_ascii=False)))
+    if run.error is not None:
+        error = decode(run.error)
+        error = error if isinstance(error, dict) else {"message": error}
+        out.print(Text("\nerror", style="bold red"))
+        out.print(render.fields((k, error.get(k)) for k in ("type", "message", "step", "attempts")))
+        if error.get("traceback"):
+            out.print(Text(str(error["traceback"]).rstrip(), style="dim"))
+    out.print(Text(f"\nsteps ({len(steps)})", style="bold"))
+    rows = [_step_row(s) for s in steps]
+    render.show_table(STEP_COLUMNS, rows, "no steps recorded", keep=KEEP)
+
+
+def _fields(run: RunRecord) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("run id", run.run_id),
+        ("workflow", f"{run.workflow}@{run.version}"),
+        ("status", render.status(run.status)),
+        ("queue", run.queue),
+        ("priority", run.priority),
+        ("attempt", run.attempt),
+        ("correlation id", run.correlation_id),
+        ("idempotency key", run.idempotency_key),
+        ("parent run", run.parent_run_id),
+        ("owner", run.owner),
+        ("created", render.timestamp(run.created_at)),
+        ("started", _unless_none(run.started_at, render.timestamp)),
+        ("finished", _unless_none(run.finished_at, render.timestamp)),
+        (
+            "duration",
+            _unless_none(run.finished_at, lambda end: render.duration(run.started_at, end)),
+        ),
+        ("timeout", _unless_none(run.timeout, lambda seconds: f"{seconds:g}s")),
+        ("deadline", _unless_none(run.deadline_at, render.timestamp)),
+    ]
+    if run.status == RunStatus.ENQUEUED:
+        fields.append(("available at", render.timestamp(run.available_at)))
+    return fields
+
+
+def _unless_none(value: Any, show: Callable[[Any], str]) -> str | None:
+    return None if value is None else show(value)
+
+
+def _step_row(step: StepRecord) -> list[Any]:
+    return [
+        step.seq,
+        step.name,
+        render.status(step.status),
+        step.attempts,
+        render.timestamp(step.started_at),
+        render.duration(step.started_at, step.finished_at),
+        render.error_summary(step.error),
+    ]
