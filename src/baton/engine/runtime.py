@@ -275,30 +275,12 @@ class Runtime:
             with self._lock:
                 free = self.options.concurrency - len(self._active) - self._reserved
             served = self.registry.served()
+            target = now + self.options.poll_interval * random.uniform(0.8, 1.2)
             if free > 0 and served:
-                try:
-                    runs = await asyncio.wrap_future(
-                        self.store.claim_runs(
-                            self.worker_id,
-                            self.options.queues,
-                            min(free, self.options.claim_batch),
-                            now,
-                            self.options.worker_ttl,
-                            self.source,
-                            served,
-                        )
-                    )
-                except StoreError as exc:
-                    log.error("claim failed", error=str(exc))
-                    runs = []
-                for run in runs:
-                    self._launch(run)
-                if runs and len(runs) == min(free, self.options.claim_batch):
-                    continue  # there may be more due right now
-            poll = self.options.poll_interval * random.uniform(0.8, 1.2)
-            target = now + poll
-            if free > 0 and served:
+                # a read first: most wake-ups (a run finished) find nothing due, and need no write
                 due = self.store.next_due(self.options.queues, served)
+                if due is not None and due <= now and await self._claim(free, now, served):
+                    continue  # look again at once: more may be due
                 if due is not None and due > now:
                     target = min(target, due)
                 with self._lock:
@@ -307,6 +289,26 @@ class Runtime:
                     if self._local_due:
                         target = min(target, self._local_due[0])
             await self.clock.sleep_until(target, self._wake)
+
+    async def _claim(self, free: int, now: float, served: list[tuple[str, str]]) -> int:
+        try:
+            runs = await asyncio.wrap_future(
+                self.store.claim_runs(
+                    self.worker_id,
+                    self.options.queues,
+                    min(free, self.options.claim_batch),
+                    now,
+                    self.options.worker_ttl,
+                    self.source,
+                    served,
+                )
+            )
+        except StoreError as exc:
+            log.error("claim failed", error=str(exc))
+            return 0
+        for run in runs:
+            self._launch(run)
+        return len(runs)
 
     async def _expire_deadlines(self, now: float) -> None:
         self._next_sweep = now + self.options.poll_interval

@@ -1,0 +1,409 @@
+"""Run Baton's durable-workflow benchmarks against DBOS Transact and report the ratios.
+
+Each system runs as its own subprocess on the same workload (``baton_workload.py`` with
+this interpreter, ``peers/dbos_workload.py`` with ``--peer-python``), back to back in one
+run, followed by ``step_overhead.py``. With ``--rounds N`` the systems are interleaved N
+times (alternating which goes first) and every figure is the median over the rounds.
+
+The report prints the workload, the machine, each system's figures and the ratios against
+the bars of ``BENCHMARKS.md``; the full results go to ``benchmarks/.work/results.json``.
+The exit status is non-zero only when a benchmark could not run, never for a missed bar.
+
+Usage::
+
+    .venv/bin/python benchmarks/run.py --peer-python .venv-peers/bin/python \\
+        [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+BATON_SCRIPT = HERE / "baton_workload.py"
+PEER_SCRIPT = HERE / "peers" / "dbos_workload.py"
+STEP_SCRIPT = HERE / "step_overhead.py"
+TIMEOUT_S = 1800
+
+CONCURRENT_BAR = 20.0  # Baton throughput / DBOS throughput, at least
+SEQUENTIAL_BAR = 5.0  # DBOS p50 / Baton p50, at least
+STEP_P95_BAR_MS = 1.0  # Baton per-step p95, below
+
+
+class BenchmarkFailed(Exception):
+    """A benchmark subprocess did not produce its result."""
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    label: str
+    command: list[str]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=Path(".venv-peers/bin/python"),
+        help="interpreter of the peers virtualenv (with dbos installed)",
+    )
+    parser.add_argument("--sequential", type=int, default=500, help="sequential workflows")
+    parser.add_argument("--concurrent", type=int, default=2000, help="concurrent workflows")
+    parser.add_argument("--steps", type=int, default=200, help="steps per step-overhead run")
+    parser.add_argument("--runs", type=int, default=10, help="measured step-overhead runs")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
+    parser.add_argument("--workdir", type=Path, default=WORK, help="databases and results.json")
+    args = parser.parse_args(argv)
+    if min(args.sequential, args.concurrent, args.steps, args.runs, args.rounds) < 1:
+        parser.error("every count must be positive")
+    return args
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def run_json(job: Job, console: Console) -> dict[str, Any]:
+    """Run one benchmark subprocess (its stderr passes through) and parse its JSON line."""
+    console.print(f"[bold]>>> {job.label}[/]", highlight=False)
+    console.file.flush()
+    try:
+        proc = subprocess.run(
+            job.command,
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchmarkFailed(f"{job.label}: {exc}") from None
+    if proc.returncode != 0:
+        raise BenchmarkFailed(f"{job.label}: exit status {proc.returncode}")
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise BenchmarkFailed(f"{job.label}: no JSON result on stdout") from None
+
+
+def build_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> list[Job]:
+    sizes = ["--sequential", str(args.sequential), "--concurrent", str(args.concurrent)]
+    baton = [sys.executable, str(BATON_SCRIPT), "--workdir", str(workdir / "baton"), *sizes]
+    dbos = [str(args.peer_python), str(PEER_SCRIPT), "--workdir", str(workdir / "dbos"), *sizes]
+    step = [sys.executable, str(STEP_SCRIPT), "--workdir", str(workdir / "baton")]
+    step += ["--steps", str(args.steps), "--runs", str(args.runs)]
+    pair = [
+        Job("baton_sync", "Baton, sync workflow", baton),
+        Job("dbos", "DBOS Transact (peer)", dbos),
+    ]
+    if round_no % 2:  # alternate who goes first
+        pair.reverse()
+    return [
+        *pair,
+        Job("baton_async", "Baton, async workflow", [*baton, "--async"]),
+        Job("step_overhead", "Baton step overhead", step),
+    ]
+
+
+def median_merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result of the same shape: numbers are the median over rounds, the rest as is."""
+    first = results[0]
+    merged: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            merged[key] = median_merge([r[key] for r in results])
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in results)
+        else:
+            merged[key] = value
+    return merged
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def interpreter_info(python: Path | str) -> dict[str, str]:
+    code = (
+        "import json, sqlite3, sys; "
+        "print(json.dumps({'python': sys.version.split()[0], 'sqlite': sqlite3.sqlite_version}))"
+    )
+    proc = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    if proc.returncode != 0:
+        raise BenchmarkFailed(f"{python} does not run: {proc.stderr.strip()[-300:]}")
+    return json.loads(proc.stdout)
+
+
+def raw_sqlite_commits(workdir: Path, commits: int = 2000) -> float:
+    """Durable single-row commits per second on this disk (WAL, synchronous=FULL)."""
+    path = workdir / "raw_sqlite.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        t0 = time.perf_counter()
+        for i in range(commits):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?)", (i,))
+            conn.execute("COMMIT")
+        return commits / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def machine_info(peer_python: Path, workdir: Path) -> dict[str, Any]:
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "baton_python": platform.python_version(),
+        "baton_sqlite": sqlite3.sqlite_version,
+        "peer": interpreter_info(peer_python),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "raw_sqlite_commits_per_s": round(raw_sqlite_commits(workdir), 1),
+    }
+
+
+# -- the verdict ---------------------------------------------------------------------------
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0:
+        return None
+    return num / den
+
+
+def get(result: dict[str, Any] | None, *path: str) -> float | None:
+    value: Any = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value)
+
+
+def bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    dbos, steps = summary.get("dbos"), summary.get("step_overhead")
+    rows: list[dict[str, Any]] = []
+    for key, flavour in (("baton_sync", "sync"), ("baton_async", "async")):
+        baton = summary.get(key)
+        b_tp, d_tp = get(baton, "concurrent", "throughput"), get(dbos, "concurrent", "throughput")
+        conc = ratio(b_tp, d_tp)
+        rows.append(
+            {
+                "bar": f"concurrent throughput, Baton ({flavour}) / DBOS",
+                "baton": b_tp,
+                "dbos": d_tp,
+                "unit": "wf/s",
+                "value": conc,
+                "ratio": True,
+                "target": f">= {CONCURRENT_BAR:g}x",
+                "met": None if conc is None else conc >= CONCURRENT_BAR,
+            }
+        )
+        b_p50, d_p50 = get(baton, "sequential", "p50_ms"), get(dbos, "sequential", "p50_ms")
+        seq = ratio(d_p50, b_p50)
+        rows.append(
+            {
+                "bar": f"sequential p50 latency, DBOS / Baton ({flavour})",
+                "baton": b_p50,
+                "dbos": d_p50,
+                "unit": "ms",
+                "value": seq,
+                "ratio": True,
+                "target": f">= {SEQUENTIAL_BAR:g}x",
+                "met": None if seq is None else seq >= SEQUENTIAL_BAR,
+            }
+        )
+    for flavour in ("sync", "async"):
+        p95 = get(steps, flavour, "p95_ms")
+        rows.append(
+            {
+                "bar": f"per-step overhead p95, Baton ({flavour})",
+                "baton": p95,
+                "dbos": None,
+                "unit": "ms",
+                "value": p95,
+                "ratio": False,
+                "target": f"< {STEP_P95_BAR_MS:g} ms",
+                "met": None if p95 is None else p95 < STEP_P95_BAR_MS,
+            }
+        )
+    return rows
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def fmt(value: float | None, spec: str = ",.2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_report(
+    console: Console,
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    summary: dict[str, dict[str, Any] | None],
+    verdict: list[dict[str, Any]],
+) -> None:
+    console.rule("[bold]Baton benchmarks")
+    console.print(
+        f"[bold]Workload[/]: durable workflow of 3 trivial steps (i -> i+3), fresh SQLite file "
+        f"per system, default durability; warm-up 20 + 20 not counted.\n"
+        f"  sequential: {args.sequential} workflows one after another (p50/p95 per workflow)\n"
+        f"  concurrent: {args.concurrent} workflows started at once, then every result awaited\n"
+        f"  step overhead: {args.runs} runs x {args.steps} no-op steps, each call timed inside "
+        f"the workflow\n"
+        f"  rounds: {args.rounds}"
+        + (" (figures are medians over rounds)" if args.rounds > 1 else ""),
+        highlight=False,
+    )
+    peer = machine["peer"]
+    console.print(
+        f"[bold]Machine[/]: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
+        f"{machine['platform']}\n"
+        f"  Baton: Python {machine['baton_python']}, SQLite {machine['baton_sqlite']}; "
+        f"peer: Python {peer['python']}, SQLite {peer['sqlite']}\n"
+        f"  load average before {machine['loadavg_before']}, after {machine['loadavg_after']}\n"
+        f"  raw sqlite3 (WAL, synchronous=FULL, 1 row per commit): "
+        f"{machine['raw_sqlite_commits_per_s']:,.0f} commits/s",
+        highlight=False,
+    )
+
+    table = Table(title="Durable workflows on SQLite", title_justify="left")
+    for column in ("system", "seq wf/s", "seq p50 ms", "seq p95 ms", "conc wf/s", "conc s"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for key in ("baton_sync", "baton_async", "dbos"):
+        result = summary.get(key)
+        if result is None:
+            table.add_row(key, *["failed"] * 5)
+            continue
+        name = result["system"] + (f", {result['variant']}" if "variant" in result else "")
+        seq, conc = result["sequential"], result["concurrent"]
+        table.add_row(
+            name,
+            fmt(seq["throughput"]),
+            fmt(seq["p50_ms"], ".3f"),
+            fmt(seq["p95_ms"], ".3f"),
+            fmt(conc["throughput"]),
+            fmt(conc["seconds"], ".3f"),
+        )
+    console.print(table)
+
+    steps = summary.get("step_overhead")
+    table = Table(title="Per-step orchestration overhead (durable)", title_justify="left")
+    for column in ("flavour", "step calls", "p50 ms", "p95 ms", "p99 ms", "mean ms", "max ms"):
+        table.add_column(column, justify="left" if column == "flavour" else "right")
+    for flavour in ("sync", "async"):
+        row = None if steps is None else steps.get(flavour)
+        if row is None:
+            table.add_row(flavour, *["failed"] * 6)
+            continue
+        table.add_row(
+            flavour,
+            fmt(row["step_calls"], ",.0f"),
+            *(fmt(row[k], ".4f") for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")),
+        )
+    console.print(table)
+
+    table = Table(title="Bars (BENCHMARKS.md)", title_justify="left")
+    for column in ("measure", "Baton", "DBOS", "ratio / value", "bar", "verdict"):
+        table.add_column(column, justify="left" if column in ("measure", "verdict") else "right")
+    for row in verdict:
+        value = fmt(row["value"], ".1f") + "x" if row["ratio"] else fmt(row["value"], ".4f") + " ms"
+        verdict_text = {True: "[green]met[/]", False: "[red]not met[/]", None: "[yellow]n/a[/]"}
+        table.add_row(
+            row["bar"],
+            fmt(row["baton"], ",.3f") + f" {row['unit']}",
+            "-" if row["dbos"] is None else fmt(row["dbos"], ",.3f") + f" {row['unit']}",
+            "-" if row["value"] is None else value,
+            row["target"],
+            verdict_text[row["met"]],
+        )
+    console.print(table)
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+
+    try:
+        machine = machine_info(args.peer_python, workdir)
+    except (BenchmarkFailed, OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
+        console.print(f"[red]cannot benchmark: {exc}[/]")
+        return 2
+
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for round_no in range(args.rounds):
+        if args.rounds > 1:
+            console.rule(f"round {round_no + 1} of {args.rounds}")
+        for job in build_jobs(args, workdir, round_no):
+            try:
+                rounds.setdefault(job.key, []).append(run_json(job, console))
+            except BenchmarkFailed as exc:
+                console.print(f"[red]FAILED: {exc}[/]")
+                failures.append(str(exc))
+    machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+
+    keys = ("baton_sync", "baton_async", "dbos", "step_overhead")
+    summary: dict[str, dict[str, Any] | None] = {
+        key: median_merge(rounds[key]) if rounds.get(key) else None for key in keys
+    }
+    verdict = bars(summary)
+    print_report(console, args, machine, summary, verdict)
+
+    output = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "workload": {
+            "sequential": args.sequential,
+            "concurrent": args.concurrent,
+            "step_overhead_steps": args.steps,
+            "step_overhead_runs": args.runs,
+            "rounds": args.rounds,
+        },
+        "machine": machine,
+        "summary": summary,
+        "rounds": rounds,
+        "bars": verdict,
+        "failures": failures,
+    }
+    results_path = workdir / "results.json"
+    results_path.write_text(json.dumps(output, indent=2) + "\n")
+    console.print(f"full results: {results_path}", highlight=False)
+    if failures:
+        console.print(f"[red]{len(failures)} benchmark(s) could not run[/]")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
