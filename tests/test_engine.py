@@ -705,3 +705,28 @@ def test_result_timeout_says_where_the_run_is(make_app) -> None:
     handle = app.start(never)
     with pytest.raises(baton.ResultTimeout, match="ENQUEUED"):
         handle.result(timeout=0.05)
+
+
+def test_current_run_gives_steps_a_stable_idempotency_key(make_app) -> None:
+    app = make_app()
+    seen: list[baton.RunContext] = []
+
+    @app.step(name="charge", retry=baton.Retry(max_attempts=2, initial=0.001, jitter=False))
+    def charge() -> str:
+        ctx = baton.current_run()
+        seen.append(ctx)
+        if len(seen) == 1:
+            raise ConnectionError("retry me")
+        return ctx.idempotency_key
+
+    @app.workflow(name="pay")
+    def pay() -> tuple:
+        before = baton.current_run()
+        return before.step, charge()
+
+    handle = app.start("pay", correlation_id="c-1")
+    assert handle.result(timeout=10) == [None, f"{handle.id}:1"]
+    assert [(c.step, c.seq, c.attempt) for c in seen] == [("charge", 1, 1), ("charge", 1, 2)]
+    assert seen[0].idempotency_key == seen[1].idempotency_key
+    assert seen[0].correlation_id == "c-1" and seen[0].workflow == "pay"
+    assert baton.current_run() is None

@@ -25,6 +25,7 @@ from baton.core.errors import (
 from baton.core.events import CloudEvent
 from baton.core.retry import Retry
 from baton.engine.app import App
+from baton.engine.context import RunContext, current_run
 from baton.engine.handles import RunHandle
 from baton.observability.logging import configure_logging
 from baton.store.records import RunStatus, StepStatus
@@ -46,6 +47,7 @@ __all__ = [
     "ResultTimeout",
     "Retry",
     "RunCancelled",
+    "RunContext",
     "RunFailed",
     "RunHandle",
     "RunNotFound",
@@ -61,4 +63,5 @@ __all__ = [
     "VirtualClock",
     "WorkflowTimeout",
     "configure_logging",
+    "current_run",
 ]

@@ -40,7 +40,10 @@ log = get_logger("baton.engine")
 current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
     "baton_execution", default=None
 )
-in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("baton_in_step", default=False)
+# (step name, seq, attempt) while a step's function runs
+in_step: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.ContextVar(
+    "baton_in_step", default=None
+)
 
 _LOG_KEYS = ("run_id", "correlation_id", "workflow")
 
@@ -254,7 +257,7 @@ class Execution:
         if plan.kind != "run":
             return self._short_circuit_sync(plan)
         t0 = time.perf_counter()
-        token = in_step.set(True)
+        token = in_step.set((step.name, plan.seq, plan.attempts + 1))
         bind_contextvars(step=step.name)
         try:
             result = self._invoke_sync(step, args, kwargs)
@@ -280,7 +283,7 @@ class Execution:
                 await self.await_(plan.future)  # type: ignore[arg-type]
             return self._short_circuit_sync(plan, waited=True)
         t0 = time.perf_counter()
-        token = in_step.set(True)
+        token = in_step.set((step.name, plan.seq, plan.attempts + 1))
         bind_contextvars(step=step.name)
         try:
             result = await self._invoke_async(step, args, kwargs)
