@@ -38,13 +38,23 @@ _RUN_INSERT = (
     f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING"
 )
 _STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM steps"
-_STEP_UPSERT = (
-    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}) ON CONFLICT (run_id, seq) DO UPDATE SET "
+_STEP_ON_CONFLICT = (
+    "ON CONFLICT (run_id, seq) DO UPDATE SET "
     "name=excluded.name, args_hash=excluded.args_hash, status=excluded.status, "
     "attempts=excluded.attempts, finished_at=excluded.finished_at, output=excluded.output, "
     "error=excluded.error, written_by=excluded.written_by "
-    "WHERE steps.status != 'SUCCEEDED'"
+    "WHERE steps.status != 'SUCCEEDED'"  # a finished checkpoint is never rewritten
+)
+_STEP_UPSERT = (
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}) {_STEP_ON_CONFLICT}"
+)
+# the same, written only while the writer still holds the run (same fence, still active)
+_STEP_FENCED_UPSERT = (
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
+    f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} WHERE EXISTS (SELECT 1 FROM runs "
+    f"WHERE run_id = ? AND fence = ? AND status IN ('RUNNING', 'WAITING', 'COMPENSATING')) "
+    f"{_STEP_ON_CONFLICT}"
 )
 _EVENT_INSERT = (
     "INSERT INTO events (id, type, source, subject, time, correlation_id, run_id, data) "
@@ -224,9 +234,9 @@ class SQLiteStore:
         rows = _event_rows(events)
 
         def op(conn: sqlite3.Connection) -> None:
-            _check_fence(conn, step.run_id, fence)
-            if conn.execute(_STEP_UPSERT, values).rowcount != 1:
-                raise FenceLost(step.run_id, fence)  # already checkpointed by another owner
+            # one statement: no row means a stale fence, or a checkpoint already written
+            if conn.execute(_STEP_FENCED_UPSERT, (*values, step.run_id, fence)).rowcount != 1:
+                raise FenceLost(step.run_id, fence)
             _insert_events(conn, rows)
 
         return self._writer.submit(op)
@@ -267,14 +277,16 @@ class SQLiteStore:
         rows = _event_rows(events)
 
         def op(conn: sqlite3.Connection) -> None:
-            _check_fence(conn, run_id, fence)
+            done = conn.execute(
+                "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
+                "updated_at=?, finished_at=? WHERE run_id=? AND fence=? "
+                "AND status IN ('RUNNING', 'WAITING', 'COMPENSATING')",
+                (status, output, error, now, now, run_id, fence),
+            )
+            if done.rowcount != 1:
+                raise FenceLost(run_id, fence)
             if step_values:
                 conn.execute(_STEP_UPSERT, step_values)
-            conn.execute(
-                "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
-                "updated_at=?, finished_at=? WHERE run_id=?",
-                (status, output, error, now, now, run_id),
-            )
             _insert_events(conn, rows)
 
         return self._writer.submit(op)
