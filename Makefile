@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n auto -q
 
 bench: $(STAMP) $(PEERS_STAMP)
-	$(PY) benchmarks/run.py --peer-python $(PEERS)/bin/python
+	$(PY) benchmarks/run.py --peer-python $(PEERS)/bin/python --rounds 3
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
