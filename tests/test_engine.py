@@ -289,22 +289,28 @@ def test_step_timeout_counts_as_a_failed_attempt(make_app) -> None:
     assert info.value.status == "FAILED" and "within 0.05s" in info.value.message
 
 
-def test_workflow_timeout_fails_the_run(make_app) -> None:
+def test_workflow_timeout_fails_the_run_and_cancels_its_step(make_app) -> None:
     app = make_app()
+    interrupted = threading.Event()
 
     @app.step()
     async def nap() -> None:
-        await asyncio.sleep(5)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            interrupted.set()
+            raise
 
     @app.workflow(timeout=0.2)
     async def sleepy() -> None:
         await nap()
 
-    started = time.monotonic()
+    handle = app.start(sleepy)
     with pytest.raises(baton.RunFailed) as info:
-        app.run(sleepy)
-    assert time.monotonic() - started < 4
+        handle.result(timeout=20)
     assert info.value.status == "FAILED" and "deadline" in info.value.message
+    wait_until(interrupted.is_set, what="the in-flight step to be cancelled")
+    assert app.steps(handle.id) == []  # the interrupted step left no checkpoint
 
 
 def test_workflow_deadline_on_the_virtual_clock_expires_queued_runs(make_app) -> None:
