@@ -532,5 +532,10 @@ def _event_rows(events: Sequence[CloudEvent]) -> list[tuple]:
 
 
 def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
-    if rows:
+    if not rows:
+        return
+    defer = getattr(conn, "defer", None)
+    if defer is not None:  # the writer inserts the group's events in one statement
+        defer(_EVENT_INSERT, list(rows))
+    else:
         conn.executemany(_EVENT_INSERT, rows)

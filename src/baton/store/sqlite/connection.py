@@ -11,12 +11,24 @@ from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection: rows deferred with `defer` are inserted once per group."""
+
+    deferred: dict[str, list[tuple]]
+
+    def defer(self, sql: str, rows: list[tuple]) -> None:
+        self.deferred.setdefault(sql, []).extend(rows)
+
+
 def connect(
     path: Path, synchronous: str, busy_timeout_ms: int, readonly: bool
 ) -> sqlite3.Connection:
     location = str(path)
+    factory = sqlite3.Connection if readonly else WriterConnection
     try:
-        conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            location, isolation_level=None, check_same_thread=False, factory=factory
+        )
     except sqlite3.Error as exc:
         raise StoreUnavailable(location, str(exc)) from None
     try:

@@ -5,6 +5,9 @@ takes every operation waiting in the queue (up to `max_batch`), runs them under 
 `BEGIN IMMEDIATE`, commits once, and only then resolves the futures. Operations are pure
 functions of the connection, so when one raises, the group is rolled back and run again with
 a savepoint around each operation: the failing one alone is undone, the rest commits.
+Rows an operation defers (`conn.defer`, used for event rows) are inserted with one statement
+per group just before the commit, which keeps the writer's statements, and so its hand-offs
+of the GIL, few.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK")
                     isolate = True
                     results = self._apply(conn, live, isolate)
+                for sql, rows in getattr(conn, "deferred", {}).items():
+                    conn.executemany(sql, rows)  # one statement for the whole group
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 _rollback(conn)
@@ -120,9 +125,12 @@ class GroupCommitWriter:
     ) -> list[tuple[bool, Any]]:
         """Run the group; without `isolate`, stop at the first failure (it will be re-run)."""
         conn.execute("BEGIN IMMEDIATE")
+        deferred: dict[str, list[tuple]] = {}
+        conn.deferred = deferred  # type: ignore[attr-defined]
         results: list[tuple[bool, Any]] = []
         for op, _ in live:
             if isolate:
+                marks = {sql: len(rows) for sql, rows in deferred.items()}
                 conn.execute("SAVEPOINT op")
             try:
                 value = op(conn)
@@ -133,6 +141,8 @@ class GroupCommitWriter:
                     return [*results, (False, exc)]
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
+                for sql in list(deferred):  # drop what the failed operation deferred
+                    del deferred[sql][marks.get(sql, 0) :]
                 results.append((False, exc))
             else:
                 if isolate:
