@@ -324,8 +324,12 @@ def test_workflow_deadline_on_the_virtual_clock_expires_queued_runs(make_app) ->
     handle = app.start(later, timeout=30)
     clock.advance(31)
     app.launch()
-    with pytest.raises(baton.RunFailed, match="deadline"):
+    with pytest.raises(baton.RunFailed) as info:
         handle.result(timeout=10)
+    assert info.value.status == "FAILED"
+    assert info.value.error_type == "baton.core.errors.WorkflowTimeout"
+    assert info.value.message == "the run passed its deadline"
+    assert app.steps(handle.id) == []  # it never ran
 
 
 def test_idempotency_key_runs_the_work_once(make_app) -> None:

@@ -104,11 +104,12 @@ class StepTimeout(BatonError, TimeoutError):
 
 
 class WorkflowTimeout(BatonError, TimeoutError):
-    def __init__(self, run_id: str, seconds: float | None = None) -> None:
+    def __init__(self, run_id: str | None = None, seconds: float | None = None) -> None:
         self.run_id = run_id
         self.seconds = seconds
         limit = f" of {seconds:g}s" if seconds is not None else ""
-        super().__init__(f"run {run_id} passed its deadline{limit}")
+        which = f"run {run_id}" if run_id else "the run"
+        super().__init__(f"{which} passed its deadline{limit}")
 
 
 class DivergenceError(BatonError):

@@ -47,9 +47,6 @@ class Retry:
         return [self.delay(n, rng) for n in range(1, self.max_attempts)]
 
 
-NO_RETRY = Retry(max_attempts=1)
-
-
 def backoff_delay(
     attempt: int,
     initial: float,

@@ -312,7 +312,7 @@ class Runtime:
 
     async def _expire_deadlines(self, now: float) -> None:
         self._next_sweep = now + self.options.poll_interval
-        error = serialization.dumps(failures.describe(WorkflowTimeout("(deadline sweep)")))
+        error = serialization.dumps(failures.describe(WorkflowTimeout()))
         try:
             expired = await asyncio.wrap_future(
                 self.store.expire_deadlines(now, error, self.source)

@@ -124,8 +124,6 @@ class Store(Protocol):
         ...
 
     # events ------------------------------------------------------------------------------
-    def append_events(self, events: Sequence[CloudEvent]) -> Future[None]: ...
-
     def list_events(
         self,
         run_id: str | None = None,

@@ -457,10 +457,6 @@ class SQLiteStore:
         return self._writer.submit(op)
 
     # -- events --------------------------------------------------------------------------
-    def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
-        rows = _event_rows(events)
-        return self._writer.submit(lambda conn: _insert_events(conn, rows))
-
     def list_events(
         self,
         run_id: str | None = None,
