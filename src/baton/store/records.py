@@ -34,8 +34,13 @@ TERMINAL = frozenset(
 REDRIVABLE = frozenset({RunStatus.DEAD, RunStatus.FAILED})
 
 
+# available_at of a run that waits with no timer (year 9999): far, finite, sortable
+NEVER = 253402300799.0
+
+
 class StepStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
+    WAITING = "WAITING"  # a sleep, signal, approval or child the run is suspended on
     RETRYING = "RETRYING"  # an attempt failed; the next one is scheduled
     FAILED = "FAILED"  # failed for good (non-retryable, or retries exhausted)
 
@@ -65,6 +70,12 @@ class RunRecord:
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    wakeups: int = 0  # bumped by anything that should wake a WAITING run (signal, child done)
+    concurrency_key: str | None = None  # at most key_limit runs with this key run at once
+    key_limit: int | None = None
+    debounce_key: str | None = None
+    schedule: str | None = None  # the schedule whose firing started this run
+    forked_from: str | None = None
 
 
 RUN_COLUMNS = tuple(RunRecord.__slots__)  # type: ignore[attr-defined]
@@ -83,6 +94,8 @@ class StepRecord:
     output: str | None = None
     error: str | None = None
     written_by: str | None = None
+    kind: str = "step"  # step, sleep, signal, approval, child, patch, compensation
+    input: str | None = None  # the call's arguments, kept for steps that declare compensate=
 
 
 STEP_COLUMNS = tuple(StepRecord.__slots__)  # type: ignore[attr-defined]

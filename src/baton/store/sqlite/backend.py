@@ -11,6 +11,7 @@ from pathlib import Path
 from baton.core import serialization
 from baton.core.errors import FenceLost, InvalidState, RunNotFound, StoreUnavailable
 from baton.core.events import (
+    RUN_CANCELLED,
     RUN_FAILED,
     RUN_RECOVERED,
     RUN_STARTED,
@@ -61,6 +62,17 @@ _EVENT_INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ACTIVE = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPENSATING)
+# a run any worker may claim once its available_at has come
+_READY = "owner IS NULL AND status IN ('ENQUEUED', 'WAITING', 'COMPENSATING')"
+# a claimed run runs, unless it is undoing its steps
+_CLAIMED_STATUS = "CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END"
+# handing a run back: to the queue, unless it is undoing its steps
+_UNCLAIMED_STATUS = "CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'ENQUEUED' END"
+# anything that should make a waiting run look again (a signal, a decision, a child's end)
+_WAKE = (
+    "UPDATE runs SET wakeups = wakeups + 1, available_at = CASE WHEN status = 'WAITING' "
+    "THEN MIN(available_at, ?) ELSE available_at END WHERE run_id = ?"
+)
 
 
 class SQLiteStore:
@@ -156,9 +168,10 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
-                f"UPDATE runs SET status='RUNNING', owner=?, fence=fence+1, attempt=attempt+1, "
-                f"lease_expires_at=?, updated_at=?, started_at=COALESCE(started_at, ?) "
-                f"WHERE run_id IN (SELECT run_id FROM runs WHERE status='ENQUEUED' "
+                f"UPDATE runs SET status={_CLAIMED_STATUS}, owner=?, fence=fence+1, "
+                f"attempt=attempt+1, lease_expires_at=?, updated_at=?, "
+                f"started_at=COALESCE(started_at, ?) "
+                f"WHERE run_id IN (SELECT run_id FROM runs WHERE {_READY} "
                 f"AND available_at <= ? {where} "
                 f"ORDER BY priority DESC, available_at, run_id LIMIT ?) "
                 f"RETURNING {', '.join(RUN_COLUMNS)}",
@@ -222,7 +235,7 @@ class SQLiteStore:
         where, params = _queue_filter(queues, served)
         row = (
             self._read()
-            .execute(f"SELECT MIN(available_at) FROM runs WHERE status='ENQUEUED' {where}", params)
+            .execute(f"SELECT MIN(available_at) FROM runs WHERE {_READY} {where}", params)
             .fetchone()
         )
         return row[0] if row else None
@@ -253,8 +266,8 @@ class SQLiteStore:
             _check_fence(conn, step.run_id, fence)
             conn.execute(_STEP_UPSERT, values)
             conn.execute(
-                "UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
-                "available_at=?, updated_at=? WHERE run_id=?",
+                f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
+                f"available_at=?, updated_at=? WHERE run_id=?",
                 (available_at, now, step.run_id),
             )
             _insert_events(conn, rows)
@@ -280,11 +293,13 @@ class SQLiteStore:
             done = conn.execute(
                 "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
                 "updated_at=?, finished_at=? WHERE run_id=? AND fence=? "
-                "AND status IN ('RUNNING', 'WAITING', 'COMPENSATING')",
+                "AND status IN ('RUNNING', 'WAITING', 'COMPENSATING') RETURNING parent_run_id",
                 (status, output, error, now, now, run_id, fence),
-            )
-            if done.rowcount != 1:
+            ).fetchall()
+            if len(done) != 1:
                 raise FenceLost(run_id, fence)
+            if done[0][0] is not None:
+                conn.execute(_WAKE, (now, done[0][0]))
             if step_values:
                 conn.execute(_STEP_UPSERT, step_values)
             _insert_events(conn, rows)
@@ -299,8 +314,8 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, run_id, fence)
             conn.execute(
-                "UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
-                "updated_at=? WHERE run_id=?",
+                f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
+                f"updated_at=? WHERE run_id=?",
                 (now, run_id),
             )
             _insert_events(conn, rows)
@@ -324,6 +339,7 @@ class SQLiteStore:
                 (now, now, run_id),
             ).fetchone()
             _insert_events(conn, rows)
+            _cancel_children(conn, run_id, now, events[0].source if events else "baton")
             return RunRecord(*row)
 
         return self._writer.submit(op)
@@ -441,9 +457,9 @@ class SQLiteStore:
             if dead:
                 conn.execute(f"DELETE FROM workers WHERE worker_id IN ({marks})", dead)
             rows = conn.execute(
-                f"UPDATE runs SET status='ENQUEUED', owner=NULL, lease_expires_at=NULL, "
-                f"updated_at=? WHERE status IN ({', '.join(repr(str(s)) for s in _ACTIVE)}) "
-                f"AND (owner IS NULL OR owner NOT IN (SELECT worker_id FROM workers)) "
+                f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
+                f"updated_at=? WHERE status IN ('RUNNING', 'COMPENSATING') "
+                f"AND owner IS NOT NULL AND owner NOT IN (SELECT worker_id FROM workers) "
                 f"RETURNING {', '.join(RUN_COLUMNS)}",
                 (now,),
             ).fetchall()
@@ -495,6 +511,30 @@ def _queue_filter(
         where += f"AND (workflow, version) IN (VALUES {', '.join('(?, ?)' for _ in served)}) "
         params += tuple(x for pair in served for x in pair)
     return where, params
+
+
+def _cancel_children(conn: sqlite3.Connection, parent: str, now: float, source: str) -> None:
+    """Cancel every unfinished descendant of `parent`, in the same transaction."""
+    pending = [parent]
+    while pending:
+        rows = conn.execute(
+            f"UPDATE runs SET status='CANCELLED', owner=NULL, lease_expires_at=NULL, "
+            f"fence=fence+1, updated_at=?, finished_at=? WHERE parent_run_id=? "
+            f"AND status NOT IN ({', '.join(repr(str(s)) for s in TERMINAL)}) "
+            f"RETURNING {', '.join(RUN_COLUMNS)}",
+            (now, now, pending.pop()),
+        ).fetchall()
+        children = [RunRecord(*r) for r in rows]
+        _insert_events(
+            conn,
+            _event_rows(
+                [
+                    run_event(RUN_CANCELLED, source, c, now, {"reason": "parent cancelled"})
+                    for c in children
+                ]
+            ),
+        )
+        pending.extend(c.run_id for c in children)
 
 
 def _get(conn: sqlite3.Connection, run_id: str) -> RunRecord:

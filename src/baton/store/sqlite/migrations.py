@@ -77,6 +77,101 @@ MIGRATIONS: list[str] = [
         versions            TEXT NOT NULL DEFAULT '[]'
     );
     """,
+    # 2: waiting (sleep, signals, approvals, children), sagas, flow control, schedules,
+    #    large payloads. Runs ready to claim are unowned ENQUEUED, WAITING or COMPENSATING rows
+    #    whose available_at has come; a run waiting without a timer has available_at = NEVER.
+    """
+    ALTER TABLE runs ADD COLUMN wakeups INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE runs ADD COLUMN key_limit INTEGER;
+    ALTER TABLE runs ADD COLUMN debounce_key TEXT;
+    ALTER TABLE runs ADD COLUMN schedule TEXT;
+    ALTER TABLE runs ADD COLUMN forked_from TEXT;
+    DROP INDEX runs_claim;
+    DROP INDEX runs_due;
+    CREATE INDEX runs_ready ON runs (available_at)
+        WHERE owner IS NULL AND status IN ('ENQUEUED', 'WAITING', 'COMPENSATING');
+    CREATE INDEX runs_active_queue ON runs (queue) WHERE status IN ('RUNNING', 'COMPENSATING');
+    CREATE INDEX runs_active_key ON runs (concurrency_key)
+        WHERE concurrency_key IS NOT NULL AND status IN ('RUNNING', 'COMPENSATING');
+    CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE INDEX runs_debounce ON runs (debounce_key)
+        WHERE debounce_key IS NOT NULL AND status = 'ENQUEUED';
+    CREATE INDEX runs_schedule ON runs (schedule, status) WHERE schedule IS NOT NULL;
+
+    ALTER TABLE steps ADD COLUMN kind TEXT NOT NULL DEFAULT 'step';
+    ALTER TABLE steps ADD COLUMN input TEXT;
+
+    CREATE TABLE signals (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT NOT NULL UNIQUE,
+        run_id        TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        payload       TEXT,
+        sent_at       REAL NOT NULL,
+        consumed_seq  INTEGER,
+        consumed_at   REAL
+    );
+    CREATE INDEX signals_pending ON signals (run_id, name, seq) WHERE consumed_seq IS NULL;
+
+    CREATE TABLE approvals (
+        run_id        TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        workflow      TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        assignees     TEXT NOT NULL DEFAULT '[]',
+        requested_at  REAL NOT NULL,
+        deadline_at   REAL,
+        on_timeout    TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        decided_by    TEXT,
+        comment       TEXT,
+        decided_at    REAL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX approvals_pending ON approvals (requested_at) WHERE status = 'PENDING';
+
+    CREATE TABLE queues (
+        name             TEXT PRIMARY KEY,
+        concurrency      INTEGER,
+        key_concurrency  INTEGER,
+        rate_limit       INTEGER,
+        rate_period      REAL,
+        updated_at       REAL NOT NULL
+    );
+    CREATE TABLE queue_starts (
+        queue  TEXT NOT NULL,
+        at     REAL NOT NULL
+    );
+    CREATE INDEX queue_starts_window ON queue_starts (queue, at);
+
+    CREATE TABLE schedules (
+        name          TEXT PRIMARY KEY,
+        workflow      TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        timezone      TEXT NOT NULL DEFAULT 'UTC',
+        input         TEXT NOT NULL,
+        queue         TEXT NOT NULL DEFAULT 'default',
+        priority      INTEGER NOT NULL DEFAULT 0,
+        overlap       TEXT NOT NULL DEFAULT 'skip',
+        catchup       REAL NOT NULL DEFAULT 0,
+        paused        INTEGER NOT NULL DEFAULT 0,
+        next_fire_at  REAL,
+        last_fire_at  REAL,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    );
+
+    CREATE TABLE payloads (
+        hash        TEXT PRIMARY KEY,
+        data        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
