@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from baton.core import serialization
-from baton.core.errors import FenceLost, InvalidState, RunNotFound, StoreUnavailable
+from baton.core.errors import FenceLost, InvalidState, StoreUnavailable
 from baton.core.events import (
     RUN_CANCELLED,
     RUN_FAILED,
@@ -25,54 +25,30 @@ from baton.store.records import (
     TERMINAL,
     EventRecord,
     RunRecord,
-    RunStatus,
     StepRecord,
     StepStatus,
     WorkerRecord,
 )
 from baton.store.sqlite.connection import SYNCHRONOUS_MODES, connect, prepare
+from baton.store.sqlite.sql import (  # noqa: F401  (re-exported for the other modules)
+    _ACTIVE,
+    _CLAIMED_STATUS,
+    _EVENT_INSERT,
+    _READY,
+    _RUN_INSERT,
+    _RUN_SELECT,
+    _STEP_FENCED_UPSERT,
+    _STEP_ON_CONFLICT,
+    _STEP_SELECT,
+    _STEP_UPSERT,
+    _UNCLAIMED_STATUS,
+    _WAKE,
+    _check_fence,
+    _event_rows,
+    _get,
+    _insert_events,
+)
 from baton.store.sqlite.writer import GroupCommitWriter
-
-_RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
-_RUN_INSERT = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING"
-)
-_STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM steps"
-_STEP_ON_CONFLICT = (
-    "ON CONFLICT (run_id, seq) DO UPDATE SET "
-    "name=excluded.name, args_hash=excluded.args_hash, status=excluded.status, "
-    "attempts=excluded.attempts, finished_at=excluded.finished_at, output=excluded.output, "
-    "error=excluded.error, written_by=excluded.written_by "
-    "WHERE steps.status != 'SUCCEEDED'"  # a finished checkpoint is never rewritten
-)
-_STEP_UPSERT = (
-    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}) {_STEP_ON_CONFLICT}"
-)
-# the same, written only while the writer still holds the run (same fence, still active)
-_STEP_FENCED_UPSERT = (
-    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) "
-    f"SELECT {', '.join('?' for _ in STEP_COLUMNS)} WHERE EXISTS (SELECT 1 FROM runs "
-    f"WHERE run_id = ? AND fence = ? AND status IN ('RUNNING', 'WAITING', 'COMPENSATING')) "
-    f"{_STEP_ON_CONFLICT}"
-)
-_EVENT_INSERT = (
-    "INSERT INTO events (id, type, source, subject, time, correlation_id, run_id, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_ACTIVE = (RunStatus.RUNNING, RunStatus.WAITING, RunStatus.COMPENSATING)
-# a run any worker may claim once its available_at has come
-_READY = "owner IS NULL AND status IN ('ENQUEUED', 'WAITING', 'COMPENSATING')"
-# a claimed run runs, unless it is undoing its steps
-_CLAIMED_STATUS = "CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END"
-# handing a run back: to the queue, unless it is undoing its steps
-_UNCLAIMED_STATUS = "CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'ENQUEUED' END"
-# anything that should make a waiting run look again (a signal, a decision, a child's end)
-_WAKE = (
-    "UPDATE runs SET wakeups = wakeups + 1, available_at = CASE WHEN status = 'WAITING' "
-    "THEN MIN(available_at, ?) ELSE available_at END WHERE run_id = ?"
-)
 
 
 class SQLiteStore:
@@ -535,43 +511,3 @@ def _cancel_children(conn: sqlite3.Connection, parent: str, now: float, source: 
             ),
         )
         pending.extend(c.run_id for c in children)
-
-
-def _get(conn: sqlite3.Connection, run_id: str) -> RunRecord:
-    row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise RunNotFound(run_id)
-    return RunRecord(*row)
-
-
-def _check_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
-    row = conn.execute("SELECT fence, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if row is None or row[0] != fence or row[1] not in _ACTIVE:
-        raise FenceLost(run_id, fence)
-
-
-def _event_rows(events: Sequence[CloudEvent]) -> list[tuple]:
-    """Encode events in the caller's thread, keeping the writer's critical path short."""
-    return [
-        (
-            e.id,
-            e.type,
-            e.source,
-            e.subject,
-            e.time,
-            e.correlationid,
-            e.runid,
-            serialization.dumps(e.data) if e.data is not None else None,
-        )
-        for e in events
-    ]
-
-
-def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
-    if not rows:
-        return
-    defer = getattr(conn, "defer", None)
-    if defer is not None:  # the writer inserts the group's events in one statement
-        defer(_EVENT_INSERT, list(rows))
-    else:
-        conn.executemany(_EVENT_INSERT, rows)
