@@ -3,7 +3,9 @@
 Each system runs as its own subprocess on the same workload (``baton_workload.py`` with
 this interpreter, ``peers/dbos_workload.py`` with ``--peer-python``), back to back in one
 run, followed by ``step_overhead.py``. With ``--rounds N`` the systems are interleaved N
-times (alternating which goes first) and every figure is the median over the rounds.
+times (alternating which goes first) and every figure is the median over the rounds. Then
+``waiting_at_scale.py`` runs once (its bar is absolute, with no peer): ``--waiting-runs``
+runs asleep or awaiting approval at once, then all woken.
 
 The report prints the workload, the machine, each system's figures and the ratios against
 the bars of ``BENCHMARKS.md``; the full results go to ``benchmarks/.work/results.json``.
@@ -12,7 +14,8 @@ The exit status is non-zero only when a benchmark could not run, never for a mis
 Usage::
 
     .venv/bin/python benchmarks/run.py --peer-python .venv-peers/bin/python \\
-        [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1]
+        [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1] \\
+        [--waiting-runs 100000]
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ WORK = HERE / ".work"
 BATON_SCRIPT = HERE / "baton_workload.py"
 PEER_SCRIPT = HERE / "peers" / "dbos_workload.py"
 STEP_SCRIPT = HERE / "step_overhead.py"
+WAITING_SCRIPT = HERE / "waiting_at_scale.py"
 TIMEOUT_S = 1800
+WAITING_TIMEOUT_S = 7200  # 100,000 runs started, woken and decided one by one, durably
 
 CONCURRENT_BAR = 20.0  # Baton throughput / DBOS throughput, at least
 SEQUENTIAL_BAR = 5.0  # DBOS p50 / Baton p50, at least
 STEP_P95_BAR_MS = 1.0  # Baton per-step p95, below
+WAITING_RSS_BAR_MB = 300.0  # RSS with every run waiting, at most
 
 
 class BenchmarkFailed(Exception):
@@ -54,6 +60,7 @@ class Job:
     key: str
     label: str
     command: list[str]
+    timeout: float = TIMEOUT_S
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,10 +76,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="steps per step-overhead run")
     parser.add_argument("--runs", type=int, default=10, help="measured step-overhead runs")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
+    parser.add_argument(
+        "--waiting-runs", type=int, default=100_000, help="runs waiting at once (run once)"
+    )
     parser.add_argument("--workdir", type=Path, default=WORK, help="databases and results.json")
     args = parser.parse_args(argv)
     if min(args.sequential, args.concurrent, args.steps, args.runs, args.rounds) < 1:
         parser.error("every count must be positive")
+    if args.waiting_runs < 2:
+        parser.error("--waiting-runs must be at least 2")
     return args
 
 
@@ -88,7 +100,7 @@ def run_json(job: Job, console: Console) -> dict[str, Any]:
             job.command,
             stdout=subprocess.PIPE,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=job.timeout,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -119,6 +131,12 @@ def build_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> list[J
         Job("baton_async", "Baton, async workflow", [*baton, "--async"]),
         Job("step_overhead", "Baton step overhead", step),
     ]
+
+
+def waiting_job(args: argparse.Namespace, workdir: Path) -> Job:
+    command = [sys.executable, str(WAITING_SCRIPT), "--workdir", str(workdir / "baton")]
+    command += ["--runs", str(args.waiting_runs)]
+    return Job("waiting", "Baton waiting at scale", command, WAITING_TIMEOUT_S)
 
 
 def median_merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,6 +270,47 @@ def bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
                 "met": None if p95 is None else p95 < STEP_P95_BAR_MS,
             }
         )
+    waiting = summary.get("waiting")
+    bar = None if waiting is None else waiting["bar"]
+    rss = get(waiting, "waiting", "rss_mb")
+    rows.append(
+        {
+            "bar": "RSS with every run waiting",
+            "baton": rss,
+            "dbos": None,
+            "unit": "MB",
+            "value": rss,
+            "ratio": False,
+            "target": f"<= {WAITING_RSS_BAR_MB:g} MB",
+            "met": None if rss is None else rss <= WAITING_RSS_BAR_MB,
+        }
+    )
+    extra = None if bar is None else bar["extra_threads"] + bar["extra_tasks"]
+    rows.append(
+        {
+            "bar": "threads + loop tasks added while all wait",
+            "baton": extra,
+            "dbos": None,
+            "unit": "",
+            "value": extra,
+            "ratio": False,
+            "target": "not per run",
+            "met": None if bar is None else bar["no_thread_or_task_per_run"],
+        }
+    )
+    verified = get(waiting, "verify", "runs")
+    rows.append(
+        {
+            "bar": "waiting runs woken, result verified",
+            "baton": verified,
+            "dbos": None,
+            "unit": "",
+            "value": verified,
+            "ratio": False,
+            "target": "all",
+            "met": None if bar is None else bar["all_woke_correctly"],
+        }
+    )
     return rows
 
 
@@ -278,7 +337,10 @@ def print_report(
         f"  step overhead: {args.runs} runs x {args.steps} no-op steps, each call timed inside "
         f"the workflow\n"
         f"  rounds: {args.rounds}"
-        + (" (figures are medians over rounds)" if args.rounds > 1 else ""),
+        + (" (figures are medians over rounds)" if args.rounds > 1 else "")
+        + f"\n  waiting at scale (once): {args.waiting_runs:,} runs of one trivial step then "
+        f"baton.sleep(3600) (half) or wait_for_approval (half), all waiting at once, then the "
+        f"clock jumped an hour and every approval decided",
         highlight=False,
     )
     peer = machine["peer"]
@@ -329,20 +391,57 @@ def print_report(
         )
     console.print(table)
 
+    print_waiting(console, summary.get("waiting"))
+
     table = Table(title="Bars (BENCHMARKS.md)", title_justify="left")
     for column in ("measure", "Baton", "DBOS", "ratio / value", "bar", "verdict"):
         table.add_column(column, justify="left" if column in ("measure", "verdict") else "right")
     for row in verdict:
-        value = fmt(row["value"], ".1f") + "x" if row["ratio"] else fmt(row["value"], ".4f") + " ms"
+        spec = ".4f" if row["unit"] == "ms" else ",.1f" if row["unit"] else ",.0f"
+        unit = f" {row['unit']}" if row["unit"] else ""
+        value = fmt(row["value"], ".1f") + "x" if row["ratio"] else fmt(row["value"], spec) + unit
         verdict_text = {True: "[green]met[/]", False: "[red]not met[/]", None: "[yellow]n/a[/]"}
         table.add_row(
             row["bar"],
-            fmt(row["baton"], ",.3f") + f" {row['unit']}",
+            fmt(row["baton"], ",.3f" if row["unit"] else ",.0f") + unit,
             "-" if row["dbos"] is None else fmt(row["dbos"], ",.3f") + f" {row['unit']}",
             "-" if row["value"] is None else value,
             row["target"],
             verdict_text[row["met"]],
         )
+    console.print(table)
+
+
+def print_waiting(console: Console, result: dict[str, Any] | None) -> None:
+    table = Table(title="Waiting at scale (one run)", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if result is None:
+        table.add_row("waiting at scale", "failed")
+        console.print(table)
+        return
+    start, waiting, base, after = (result[k] for k in ("start", "waiting", "baseline", "after"))
+    sleepers, approvals = result["wake_sleepers"], result["wake_approvals"]
+    verify = result["verify"]
+    rows = [
+        ("runs (sleep / approval)", f"{sleepers['runs']:,} / {approvals['runs']:,}"),
+        ("start, one caller", f"{start['start_seconds']:,.1f} s ({start['start_rate']:,.0f}/s)"),
+        ("first start to all WAITING", f"{start['all_waiting_seconds']:,.1f} s"),
+        ("RSS, all waiting", f"{waiting['rss_mb']:,.1f} MB (before: {base['rss_mb']} MB)"),
+        ("peak RSS until all waiting", f"{waiting['peak_rss_mb']:,.1f} MB"),
+        ("threads, all waiting", f"{waiting['threads_os']} (before: {base['threads_os']})"),
+        ("loop tasks, all waiting", f"{waiting['loop_tasks']} (before: {base['loop_tasks']})"),
+        ("SQLite file, all waiting", f"{waiting['db_mb']:,.1f} MB"),
+        ("sleepers: jump to all SUCCEEDED", f"{sleepers['seconds']:,.1f} s"),
+        ("sleepers woken", f"{sleepers['rate']:,.0f} runs/s"),
+        ("approvals: decisions, one caller", f"{approvals['decision_seconds']:,.1f} s"),
+        ("decisions", f"{approvals['decisions_per_s']:,.0f}/s"),
+        ("approvals: 1st decision to all SUCCEEDED", f"{approvals['seconds']:,.1f} s"),
+        ("peak RSS, whole run", f"{after['peak_rss_mb']:,.1f} MB"),
+        ("verified (wrong)", f"{verify['runs']:,} ({verify['wrong']:,})"),
+    ]
+    for measure, value in rows:
+        table.add_row(measure, value)
     console.print(table)
 
 
@@ -372,9 +471,14 @@ def main(argv: list[str] | None = None) -> int:
             except BenchmarkFailed as exc:
                 console.print(f"[red]FAILED: {exc}[/]")
                 failures.append(str(exc))
+    try:
+        rounds["waiting"] = [run_json(waiting_job(args, workdir), console)]
+    except BenchmarkFailed as exc:
+        console.print(f"[red]FAILED: {exc}[/]")
+        failures.append(str(exc))
     machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
 
-    keys = ("baton_sync", "baton_async", "dbos", "step_overhead")
+    keys = ("baton_sync", "baton_async", "dbos", "step_overhead", "waiting")
     summary: dict[str, dict[str, Any] | None] = {
         key: median_merge(rounds[key]) if rounds.get(key) else None for key in keys
     }
@@ -389,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             "step_overhead_steps": args.steps,
             "step_overhead_runs": args.runs,
             "rounds": args.rounds,
+            "waiting_runs": args.waiting_runs,
         },
         "machine": machine,
         "summary": summary,

@@ -46,6 +46,7 @@ class Bench:
 
     root: Path
     pids: list[int] = field(default_factory=list)
+    child: Path = CHILD  # the worker script each child process runs
 
     @property
     def store(self) -> Path:
@@ -62,7 +63,7 @@ class Bench:
     def spawn(self, mode: str, *options: str) -> subprocess.Popen[str]:
         with self.stderr_path.open("a") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, str(CHILD), str(self.store), str(self.log), mode, *options],
+                [sys.executable, str(self.child), str(self.store), str(self.log), mode, *options],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from baton.cli import dlq, events, runs
+from baton.cli import approvals, dlq, events, replay, runs, schedules
 from baton.store import DEFAULT_LOCATION
 
 app = typer.Typer(
@@ -19,6 +19,9 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(approvals.app, name="approvals")
+app.command("replay-check")(replay.replay_check_command)
 
 
 @app.callback()

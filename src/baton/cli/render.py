@@ -30,6 +30,10 @@ STATUS_STYLES = {
     "CANCELLED": "dim",
     "RUNNING": "cyan",
     "ENQUEUED": "blue",
+    "PENDING": "yellow",
+    "APPROVED": "green",
+    "REJECTED": "red",
+    "TIMED_OUT": "dim",
 }
 
 

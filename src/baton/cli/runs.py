@@ -9,14 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from baton.cli import render
+from baton.cli import compensations, diff, render
 from baton.cli.documents import decode, run_document, step_document
 from baton.cli.options import AsJson, Limit, RunId
 from baton.cli.store import fail, open_app
 from baton.core.errors import RunNotFound
 from baton.store.records import RunRecord, RunStatus, StepRecord
 
-app = typer.Typer(help="List, inspect and cancel runs.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, compare and cancel runs.", no_args_is_help=True)
 
 RUN_COLUMNS = (
     "run id",
@@ -85,16 +85,39 @@ def list_runs(
 
 @app.command("show")
 def show_run(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
-    """Show a run: its fields, input, output, error and steps."""
+    """Show a run: its fields, input, output, error, steps and compensation log."""
     with open_app(ctx.obj) as baton_app:
         run = baton_app.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        steps = baton_app.steps(run_id)
+        steps, undo = compensations.split(baton_app.steps(run_id))
     if as_json:
-        render.emit_json({"run": run_document(run), "steps": [step_document(s) for s in steps]})
+        doc = {"run": run_document(run), "steps": [step_document(s) for s in steps]}
+        if compensations.has_log(run, undo):
+            doc["compensations"] = compensations.documents(steps, undo)
+        render.emit_json(doc)
     else:
         _show(run, steps)
+        compensations.show(run, steps, undo)
+
+
+@app.command("diff")
+def diff_runs(
+    ctx: typer.Context,
+    run_a: Annotated[str, typer.Argument(help="The first run's id.", show_default=False)],
+    run_b: Annotated[str, typer.Argument(help="The second run's id.", show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """Compare two runs side by side: inputs, outputs and steps by seq, differences marked."""
+    with open_app(ctx.obj) as baton_app:
+        a, b = baton_app.get_run(run_a), baton_app.get_run(run_b)
+        if a is None or b is None:
+            raise RunNotFound(run_a if a is None else run_b)
+        doc = diff.diff_document(a, baton_app.steps(run_a), b, baton_app.steps(run_b))
+    if as_json:
+        render.emit_json(doc)
+    else:
+        diff.show_diff(doc)
 
 
 @app.command("cancel")
@@ -149,7 +172,7 @@ def _fields(run: RunRecord) -> list[tuple[str, Any]]:
         ("timeout", _unless_none(run.timeout, lambda seconds: f"{seconds:g}s")),
         ("deadline", _unless_none(run.deadline_at, render.timestamp)),
     ]
-    if run.status == RunStatus.ENQUEUED:
+    if run.status in (RunStatus.ENQUEUED, RunStatus.COMPENSATING):
         fields.append(("available at", render.timestamp(run.available_at)))
     return fields
 

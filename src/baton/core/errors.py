@@ -53,6 +53,17 @@ class SchemaVersionError(StoreError):
         )
 
 
+class PayloadMissing(StoreError):
+    """A row refers to a large payload that is not in the store's `payloads` table."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        super().__init__(
+            f"payload {digest} is missing from the store: a run or step refers to it, "
+            f"but no payloads row holds it"
+        )
+
+
 class FenceLost(BatonError):
     """This worker no longer owns the run: another claim, a cancellation or a timeout won."""
 
@@ -64,6 +75,22 @@ class FenceLost(BatonError):
 
 class DefinitionError(BatonError):
     """A workflow or step definition is invalid (duplicate name, bad option, ...)."""
+
+
+class ScheduleError(BatonError, ValueError):
+    """A schedule declared or used wrongly (a cron expression that does not parse, an unknown
+    time zone, ...). `field` names the cron field or option at fault. Nothing is written."""
+
+    def __init__(self, schedule: str, problem: str, field: str | None = None) -> None:
+        self.schedule = schedule
+        self.problem = problem
+        self.field = field
+        super().__init__(f"schedule {schedule!r}: {problem}")
+
+
+class ScheduleNotFound(ScheduleError, LookupError):
+    def __init__(self, schedule: str) -> None:
+        super().__init__(schedule, "no such schedule in the store")
 
 
 class UnknownWorkflow(BatonError, LookupError):
@@ -80,6 +107,22 @@ class RunNotFound(BatonError, LookupError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id}")
+
+
+class StepNotFound(BatonError, LookupError):
+    """A run has no step with that number (e.g. a fork from a step the run never reached)."""
+
+    def __init__(self, run_id: str, step: int, highest: int) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.highest = highest
+        recorded = (
+            f"its highest recorded step is {highest}" if highest else "it has recorded no steps"
+        )
+        super().__init__(
+            f"run {run_id} has no step {step} to fork from: {recorded}; "
+            f"fork from a step between 1 and {highest + 1}"
+        )
 
 
 class InvalidState(BatonError):
@@ -148,10 +191,40 @@ class RunFailed(BatonError):
         self.message: str | None = error.get("message")
         self.attempts: int | None = error.get("attempts")
         self.traceback: str | None = error.get("traceback")
+        # the error that started a compensation, when a compensation failed (DEAD)
+        self.cause: dict[str, Any] | None = error.get("cause")
         where = f" in step {self.step!r}" if self.step else ""
         tries = f" after {self.attempts} attempt(s)" if self.attempts else ""
         super().__init__(
             f"run {run_id} ended {status}{where}{tries}: {self.error_type}: {self.message}"
+        )
+
+
+class CompensationFailed(BatonError):
+    """A compensation failed for good (retries exhausted, or no retry policy): the run that
+    was undoing its steps ended DEAD. The run's error keeps what started the compensation
+    under "cause"."""
+
+    def __init__(
+        self,
+        run_id: str,
+        step: str,
+        undoes: str,
+        seq: int,
+        attempts: int,
+        error_type: str,
+        message: str,
+    ) -> None:
+        self.run_id = run_id
+        self.step = step  # the compensation step
+        self.undoes = undoes  # the step it undoes
+        self.seq = seq  # that step's number
+        self.attempts = attempts
+        self.error_type = error_type
+        self.message = message
+        super().__init__(
+            f"run {run_id}: compensation {step!r} of step {undoes!r} (#{seq}) failed after "
+            f"{attempts} attempt(s): {error_type}: {message}"
         )
 
 
@@ -167,3 +240,107 @@ class ResultTimeout(BatonError, TimeoutError):
         self.timeout = timeout
         self.status = status
         super().__init__(f"run {run_id} did not finish within {timeout:g}s (it is {status})")
+
+
+class NotInWorkflow(BatonError):
+    """A workflow-only call (sleep, signals, approvals, children) made outside a workflow."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{what} can only be called in a workflow function, not in a step or outside a run"
+        )
+
+
+class NotADeferredCall(BatonError, TypeError):
+    """`baton.gather` got an argument that is not a pending call."""
+
+    def __init__(self, what: str, index: int, got: str) -> None:
+        self.what = what
+        self.index = index
+        self.got = got
+        super().__init__(
+            f"{what}: argument {index} is {got}, not a pending call; pass step.defer(...), "
+            f"baton.child(workflow, ...), or in an async workflow step(...) without await"
+        )
+
+
+class InvalidConcurrency(BatonError, ValueError):
+    """A concurrency limit (`baton.map(..., concurrency=N)`) that is not an int >= 1."""
+
+    def __init__(self, what: str, value: Any) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"{what}: concurrency must be an int >= 1 or None, got {value!r}")
+
+
+class SignalTimeout(BatonError, TimeoutError):
+    """`wait_for_signal` gave up: no signal of that name arrived in time."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.seconds = seconds
+        super().__init__(f"no signal {name!r} arrived within {seconds:g}s")
+
+
+class ApprovalTimeout(BatonError, TimeoutError):
+    """An approval with on_timeout="fail" was not decided in time."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.seconds = seconds
+        super().__init__(f"approval {name!r} was not decided within {seconds:g}s")
+
+
+class ApprovalNotFound(BatonError, LookupError):
+    def __init__(self, run_id: str, name: str) -> None:
+        self.run_id = run_id
+        self.name = name
+        super().__init__(f"run {run_id} has no approval named {name!r}")
+
+
+class ApprovalClosed(BatonError):
+    """The approval was already decided or timed out: a decision is recorded only once."""
+
+    def __init__(self, run_id: str, name: str, status: str, by: str | None = None) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.status = status
+        self.by = by
+        who = f" by {by}" if by else ""
+        super().__init__(
+            f"approval {name!r} of run {run_id} is already closed ({status}{who}); "
+            f"a decision is recorded only once"
+        )
+
+
+class NotAnAssignee(BatonError, PermissionError):
+    def __init__(self, run_id: str, name: str, by: str | None, assignees: list[str]) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.by = by
+        self.assignees = assignees
+        super().__init__(
+            f"{by or 'an anonymous caller'} may not decide approval {name!r} of run {run_id}; "
+            f"its assignees are {', '.join(assignees)}"
+        )
+
+
+class FlowControlError(BatonError, ValueError):
+    """A flow-control setting (queue limit, concurrency key, debounce) that cannot be honoured.
+    Nothing is written when it is raised."""
+
+    def __init__(self, where: str, option: str, value: Any, reason: str) -> None:
+        self.where = where
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{where}: {option}={value!r} {reason}")
+
+
+class InvalidQueueLimit(FlowControlError):
+    """`app.define_queue` / `baton.Queue` got a limit that is not a positive number."""
+
+
+class InvalidStartOption(FlowControlError):
+    """`app.start` got a concurrency key, key limit or debounce that does not fit."""

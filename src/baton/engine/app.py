@@ -7,24 +7,37 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from baton.core import events as ev
 from baton.core import serialization
 from baton.core.clock import Clock, RealClock
-from baton.core.errors import DefinitionError
+from baton.core.errors import DefinitionError, ScheduleError, UnknownWorkflow
 from baton.core.events import run_event
 from baton.core.ids import new_id
 from baton.core.retry import Retry
-from baton.engine import liveness
+from baton.engine import compose, forks, liveness, saga
+from baton.engine.compose import StepCall
 from baton.engine.execution import current, in_step
 from baton.engine.handles import RunHandle
 from baton.engine.registry import Registry, StepDef, WorkflowDef, is_async
 from baton.engine.runtime import Runtime, RuntimeOptions
+from baton.engine.scheduler import Schedule, Schedules, declare, run_handles
+from baton.engine.versioning import ReplayResult, replay_check
+from baton.engine.waits import approval_event
 from baton.observability.logging import get_logger
 from baton.store import open_store
+from baton.store.flow import Queue, check_start_options
 from baton.store.protocol import Store
-from baton.store.records import EventRecord, RunRecord, RunStatus, StepRecord
+from baton.store.records import (
+    ApprovalRecord,
+    EventRecord,
+    RunRecord,
+    RunStatus,
+    ScheduleRecord,
+    StepRecord,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("baton.app")
@@ -49,9 +62,13 @@ class App:
         heartbeat_interval: float = 2.0,
         worker_ttl: float = 30.0,
         synchronous: str = "FULL",
+        payload_threshold: int = 64 * 1024,
     ) -> None:
+        # store options apply when the App opens the store; a Store object keeps its own
         options = (
-            {"synchronous": synchronous} if isinstance(store, str | os.PathLike | None) else {}
+            {"synchronous": synchronous, "payload_threshold": payload_threshold}
+            if isinstance(store, str | os.PathLike | None)
+            else {}
         )
         self.store: Store = open_store(store, **options)  # type: ignore[arg-type]
         self.clock: Clock = clock or RealClock()
@@ -69,6 +86,7 @@ class App:
         self._lock = threading.Lock()
         self._waiters: dict[str, list[threading.Event]] = {}
         self._closed = False
+        self._schedules = Schedules(self)
 
     # -- definitions ---------------------------------------------------------------------
     @overload
@@ -99,21 +117,29 @@ class App:
     def step(self, fn: F) -> F: ...
     @overload
     def step(
-        self, *, name: str | None = None, retry: Retry | None = None, timeout: float | None = None
+        self,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        compensate: str | Callable[..., Any] | None = None,
     ) -> Callable[[F], F]: ...
 
-    def step(self, fn=None, *, name=None, retry=None, timeout=None):  # type: ignore[no-untyped-def]
+    def step(self, fn=None, *, name=None, retry=None, timeout=None, compensate=None):  # type: ignore[no-untyped-def]
         """Register a step. Inside a run it is checkpointed; elsewhere it is a plain call.
 
         In an `async def` workflow every step is awaited (sync steps run in a thread pool).
+        `compensate` names the step (or is the step function) that undoes this one if the
+        run fails for good or is cancelled; it is called with this step's arguments.
         """
+        compensate = saga.declared(compensate)
         if retry is not None and not isinstance(retry, Retry):
             raise DefinitionError(f"retry= takes a baton.Retry, got {type(retry).__name__}")
         if timeout is not None and timeout <= 0:
             raise DefinitionError(f"timeout= must be > 0 seconds, got {timeout}")
 
         def register(f: F) -> F:
-            step = StepDef(name or f.__qualname__, f, is_async(f), retry, timeout)
+            step = StepDef(name or f.__qualname__, f, is_async(f), retry, timeout, compensate)
             self.registry.add_step(step)
 
             @functools.wraps(f)
@@ -121,11 +147,12 @@ class App:
                 ex = current.get()
                 if ex is None or in_step.get():
                     return f(*args, **kwargs)
-                if ex.wf.is_async:
-                    return ex.call_async(step, args, kwargs)
+                if ex.wf.is_async:  # awaitable, and a pending call baton.gather takes
+                    return StepCall(step, args, kwargs, ex)
                 return ex.call_sync(step, args, kwargs)
 
             checkpointed.step = step  # type: ignore[attr-defined]
+            checkpointed.defer = compose.defer(step)  # type: ignore[attr-defined]
             return checkpointed  # type: ignore[return-value]
 
         return register(fn) if fn is not None else register
@@ -141,10 +168,21 @@ class App:
         queue: str = "default",
         timeout: float | None = None,
         version: str | None = None,
+        concurrency_key: str | None = None,
+        key_limit: int | None = None,
+        debounce_key: str | None = None,
+        debounce: float | None = None,
         **kwargs: Any,
     ) -> RunHandle:
-        """Durably record a new run and return its handle (after the commit)."""
+        """Durably record a new run and return its handle (after the commit).
+
+        Flow control (docs/flow-control.md): at most `key_limit` runs (else the queue's
+        `key_concurrency`, else 1) with the same `concurrency_key` run at once; with
+        `debounce_key`, the run waits `debounce` seconds, and a later start with the same key
+        before it begins replaces its input and pushes it back instead of adding a run.
+        """
         wf = self.registry.workflow(_workflow_name(workflow), version)
+        check_start_options(wf.name, concurrency_key, key_limit, debounce_key, debounce)
         payload = serialization.dumps({"args": list(args), "kwargs": kwargs}, "workflow input")
         if not isinstance(priority, int):
             raise TypeError(f"priority must be an int, got {type(priority).__name__}")
@@ -158,7 +196,7 @@ class App:
             status=RunStatus.ENQUEUED,
             queue=queue,
             priority=priority,
-            available_at=now,
+            available_at=now if debounce is None else now + debounce,
             correlation_id=correlation_id or run_id,
             input=payload,
             created_at=now,
@@ -166,6 +204,9 @@ class App:
             idempotency_key=idempotency_key,
             timeout=timeout,
             deadline_at=None if timeout is None else now + timeout,
+            concurrency_key=concurrency_key,
+            key_limit=key_limit,
+            debounce_key=debounce_key,
         )
         events = [
             run_event(
@@ -173,7 +214,15 @@ class App:
             )
         ]
         rt = self._ensure_runtime()
-        direct = rt is not None and self._serves_queue(queue) and rt.try_reserve()
+        # a run under a limit is never claimed here: only a claim may admit it
+        direct = (
+            rt is not None
+            and concurrency_key is None
+            and debounce_key is None
+            and self._serves_queue(queue)
+            and not self._limited(queue)
+            and rt.try_reserve()
+        )
         if direct:  # claim it in the same commit: no poll, no second write
             assert rt is not None
             run.status, run.owner, run.fence, run.attempt = RunStatus.RUNNING, rt.worker_id, 1, 1
@@ -184,7 +233,10 @@ class App:
                 )
             )
         try:
-            stored, created = self.store.create_run(run, events).result()
+            if debounce_key is not None:
+                stored, created = self.store.debounce_run(run, events, self.source).result()
+            else:
+                stored, created = self.store.create_run(run, events).result()
         except BaseException:
             if direct:
                 rt.unreserve()  # type: ignore[union-attr]
@@ -194,6 +246,8 @@ class App:
                 rt.launch_reserved(stored)  # type: ignore[union-attr]
             else:
                 rt.unreserve()  # type: ignore[union-attr]
+        elif rt is not None and debounce_key is not None:
+            rt.due_at(stored.available_at)
         elif rt is not None and created:
             rt.wake()
         log.info(
@@ -241,26 +295,244 @@ class App:
         return self.store.list_events(run_id, type, correlation_id, after, limit)
 
     def cancel(self, run_id: str) -> RunRecord:
-        """Cancel a run that has not ended. A step already running finishes, unrecorded."""
+        """Cancel a run that has not ended. A step already running finishes, unrecorded.
+
+        A run with completed steps that declare compensations turns COMPENSATING instead, and
+        a worker undoes them; a COMPENSATING run cannot be cancelled (InvalidState)."""
         now = self.clock.now()
         run = self._must_get(run_id)
         event = run_event(ev.RUN_CANCELLED, self.source, run, now, {"previous": run.status})
-        cancelled = self.store.cancel_run(run_id, now, [event]).result()
+        cancelled = saga.cancel(self.store, self.source, run, now, event).result()
         if self._runtime is not None:
-            self._runtime.cancel_local(run_id)
+            self._runtime.cancel_local(run_id, cancelled.fence)
+        if cancelled.status == RunStatus.COMPENSATING:
+            self._wake_worker()
+        if run.parent_run_id is not None:  # its parent may wait for it: let a worker look now
+            self._wake_worker()
         self._notify(run_id)
         return cancelled
 
     def redrive(self, run_id: str) -> RunHandle:
-        """Send a DEAD or FAILED run back to its queue; it resumes at the failed step."""
+        """Send a DEAD or FAILED run back to its queue; it resumes at the failed step.
+
+        A run that went DEAD during its compensation resumes the compensation instead: the
+        failed compensation runs again with fresh attempts, completed ones do not."""
         now = self.clock.now()
         run = self._must_get(run_id)
         event = run_event(ev.RUN_REDRIVEN, self.source, run, now, {"previous": run.status})
-        self.store.redrive_run(run_id, now, [event]).result()
+        if self.store.redrive_compensation(run_id, now, [event]).result() is None:
+            self.store.redrive_run(run_id, now, [event]).result()
         rt = self._ensure_runtime()
         if rt is not None:
             rt.wake()
         return RunHandle(self, run_id)
+
+    def fork(self, run_id: str, from_step: int, input: dict[str, Any] | None = None) -> RunHandle:
+        """Start a new run of `run_id`'s workflow, same version, that reuses the source's
+        successful steps numbered below `from_step` (1-based) and executes from there on.
+
+        `input` is `{"args": [...], "kwargs": {...}}`; None reuses the source's input.
+        Raises RunNotFound, UnknownWorkflow (a version this App does not serve) or
+        StepNotFound (from_step outside 1 .. the source's highest step + 1); nothing is
+        written then.
+        """
+        return forks.fork(self, run_id, from_step, input)
+
+    # -- versioning ----------------------------------------------------------------------
+    def replay_check(
+        self,
+        run_ids: Iterable[str] | None = None,
+        workflow: str | None = None,
+        status: str | Iterable[str] | None = None,
+        limit: int = 1000,
+    ) -> list[ReplayResult]:
+        """Replay stored runs' checkpoints against the code registered here, running no step
+        and writing nothing; each result names the first divergence, if any."""
+        if run_ids is not None:
+            runs = [self._must_get(run_id) for run_id in run_ids]
+        else:
+            statuses = [status] if isinstance(status, str) else status
+            runs = self.store.list_runs(_statuses(statuses), workflow, limit)
+        return replay_check(self.store, self.registry, runs)
+
+    # -- signals and approvals -----------------------------------------------------------
+    def signal(self, run_id: str, name: str, payload: Any = None) -> str:
+        """Send signal `name` to a run. It is kept until the run waits for it, then consumed
+        once. Returns the signal's id. Unknown or finished runs are refused."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a signal needs a non-empty name, got {name!r}")
+        body = serialization.dumps(payload, f"payload of signal {name!r}")
+        now = self.clock.now()
+        run = self._must_get(run_id)
+        event = run_event(ev.SIGNAL_SENT, self.source, run, now, {"name": name})
+        signal_id = self.store.send_signal(run_id, name, body, now, [event]).result()
+        self._wake_worker()
+        return signal_id
+
+    def approvals(
+        self, status: str | None = "PENDING", run_id: str | None = None, limit: int = 100
+    ) -> list[ApprovalRecord]:
+        """Approvals (pending ones by default; status=None for all), oldest first."""
+        if status is not None:
+            status = status.upper()
+            if status not in _APPROVAL_STATUSES:
+                known = ", ".join(sorted(_APPROVAL_STATUSES))
+                raise ValueError(f"unknown approval status {status!r}; one of {known}")
+        return self.store.list_approvals(status, run_id, limit)
+
+    def decide(
+        self,
+        run_id: str,
+        name: str,
+        approved: bool,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> ApprovalRecord:
+        """Record the decision on a run's pending approval `name`, once.
+
+        Raises ApprovalNotFound, ApprovalClosed (already decided or timed out), NotAnAssignee,
+        RunNotFound or InvalidState (the run has ended); nothing changes then.
+        """
+        if not isinstance(approved, bool):
+            raise TypeError(f"approved must be True or False, got {approved!r}")
+        now = self.clock.now()
+        source = self.source
+
+        def make_event(kind: str, appr: ApprovalRecord, data: dict[str, Any]) -> Any:
+            return approval_event(kind, source, appr, now, data)
+
+        decided = self.store.decide_approval(
+            run_id, name, approved, by, comment, now, make_event
+        ).result()
+        self._wake_worker()
+        return decided
+
+    def approve(
+        self, run_id: str, name: str, by: str | None = None, comment: str | None = None
+    ) -> ApprovalRecord:
+        return self.decide(run_id, name, True, by, comment)
+
+    def reject(
+        self, run_id: str, name: str, by: str | None = None, comment: str | None = None
+    ) -> ApprovalRecord:
+        return self.decide(run_id, name, False, by, comment)
+
+    def _wake_worker(self) -> None:
+        rt = self._ensure_runtime()
+        if rt is not None:
+            rt.wake()
+
+    # -- schedules -----------------------------------------------------------------------
+    def schedule(
+        self,
+        name: str,
+        workflow: str | Callable[..., Any],
+        *args: Any,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str = "UTC",
+        overlap: str = "skip",
+        catchup: float = 60.0,
+        queue: str = "default",
+        priority: int = 0,
+        **kwargs: Any,
+    ) -> Schedule:
+        """Declare a schedule that starts `workflow(*args, **kwargs)` on a cron expression (in
+        `timezone`) or every `every` seconds. It is stored when the worker launches (at once if
+        it runs); an unchanged declaration keeps its stored state (paused, next slot).
+
+        `overlap`: "skip" a slot while a run of this schedule has not ended, "buffer_one" keep
+        at most one run waiting for it, or "allow_all". After an outage the latest missed slot
+        fires, and earlier ones only if at most `catchup` seconds old.
+        """
+        try:
+            wf = self.registry.workflow(_workflow_name(workflow))
+        except UnknownWorkflow as exc:
+            raise ScheduleError(str(name), str(exc)) from None
+        declared = declare(
+            name,
+            wf.name,
+            wf.version,
+            args,
+            kwargs,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            overlap=overlap,
+            catchup=catchup,
+            queue=queue,
+            priority=priority,
+            now=self.clock.now(),
+        )
+        self._schedules.declare(declared)
+        if self._runtime is not None:
+            self._publish_schedules()
+        return declared
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """The stored schedules, by name."""
+        return self._schedules.list()
+
+    def pause_schedule(self, name: str) -> ScheduleRecord:
+        """Stop firing `name` until resumed (every process on the store; survives restarts)."""
+        return self._schedules.pause(name)
+
+    def resume_schedule(self, name: str) -> ScheduleRecord:
+        """Fire `name` again from its next slot; slots passed while paused do not fire."""
+        record = self._schedules.resume(name)
+        self._wake_dispatcher()
+        return record
+
+    def trigger_schedule(self, name: str) -> RunHandle:
+        """Start one run of schedule `name` now, from its stored workflow, version and input."""
+        run, created = self._schedules.trigger(name)
+        self._wake_worker()
+        return RunHandle(self, run.run_id, created)
+
+    def backfill(
+        self, name: str, start: datetime | float, end: datetime | float
+    ) -> list[RunHandle]:
+        """Start a run for every slot of `name` in [start, end] (a naive datetime is wall time
+        in the schedule's time zone). A slot that already has a run keeps it (created=False)."""
+        handles = run_handles(self, self._schedules.backfill(name, start, end))
+        if handles:
+            self._wake_worker()
+        return handles
+
+    def _publish_schedules(self) -> None:
+        self._schedules.publish()
+        self._wake_dispatcher()
+
+    def _wake_dispatcher(self) -> None:
+        if self._runtime is not None:
+            self._runtime.wake()
+
+    # -- queues --------------------------------------------------------------------------
+    def define_queue(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        key_concurrency: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float = 1.0,
+    ) -> Queue:
+        """Set a queue's limits in the store, for every process on it (None: no limit).
+
+        Replaces the queue's earlier limits. Raises `baton.InvalidQueueLimit` for a limit that
+        is not a positive number, and then writes nothing.
+        """
+        queue = Queue(name, concurrency, key_concurrency, rate_limit, rate_period)
+        self.store.define_queue(queue, self.clock.now()).result()
+        if self._runtime is not None:  # looser limits may let waiting runs in
+            self._runtime.wake()
+        return queue
+
+    def get_queue(self, name: str) -> Queue | None:
+        """The limits stored for queue `name`, or None if it was never defined."""
+        return self.store.get_queue(name)
+
+    def list_queues(self) -> list[Queue]:
+        return self.store.list_queues()
 
     # -- lifecycle -----------------------------------------------------------------------
     def launch(self) -> App:
@@ -269,6 +541,7 @@ class App:
             if self._closed:
                 raise DefinitionError("this App has been shut down")
             if self._runtime is None:
+                saga.check(self.registry)  # every compensate= names a registered step
                 self._runtime = Runtime(
                     self.store,
                     self.registry,
@@ -278,6 +551,7 @@ class App:
                     self._notify,
                 )
                 atexit.register(self._at_exit)
+        self._publish_schedules()
         return self
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -306,6 +580,11 @@ class App:
 
     def _serves_queue(self, queue: str) -> bool:
         return self._options.queues is None or queue in self._options.queues
+
+    def _limited(self, queue: str) -> bool:
+        # read each time: another process may have set limits since (one indexed read)
+        defined = self.store.get_queue(queue)
+        return defined is not None and defined.limited
 
     def _must_get(self, run_id: str) -> RunRecord:
         from baton.core.errors import RunNotFound
@@ -337,6 +616,9 @@ class App:
 
     def _at_exit(self) -> None:
         self.shutdown(timeout=5.0)
+
+
+_APPROVAL_STATUSES = frozenset({"PENDING", "APPROVED", "REJECTED", "TIMED_OUT"})
 
 
 def _statuses(statuses: Iterable[str] | None) -> list[str] | None:

@@ -12,9 +12,10 @@ import asyncio
 import contextvars
 import random
 import time
+from collections.abc import Coroutine, Generator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from baton.core import events as ev
 from baton.core import serialization
@@ -27,15 +28,16 @@ from baton.core.errors import (
     WorkflowTimeout,
 )
 from baton.core.events import run_event
-from baton.engine import failures
+from baton.engine import failures, saga
 from baton.engine.registry import StepDef, WorkflowDef
 from baton.observability.logging import bind_contextvars, get_logger, unbind_contextvars
-from baton.store.records import RunRecord, RunStatus, StepRecord, StepStatus
+from baton.store.records import NEVER, RunRecord, RunStatus, StepRecord, StepStatus
 
 if TYPE_CHECKING:
     from baton.engine.runtime import Runtime
 
 log = get_logger("baton.engine")
+T = TypeVar("T")
 
 current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
     "baton_execution", default=None
@@ -52,10 +54,28 @@ class Unwind(BaseException):
     """Stops a workflow function: its run was suspended, finished elsewhere, or lost."""
 
 
+class RetryLater(Unwind):
+    """A step attempt failed and is to run again at `at`; the caller hands the run back."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__("retry scheduled")
+        self.at = at
+
+
 class _Plan:
     """What a step call has to do: return a recorded value, raise, stop, or run."""
 
-    __slots__ = ("attempts", "digest", "exc", "future", "kind", "seq", "started_at", "value")
+    __slots__ = (
+        "attempts",
+        "digest",
+        "exc",
+        "future",
+        "input",
+        "kind",
+        "seq",
+        "started_at",
+        "value",
+    )
 
     def __init__(self, kind: str, seq: int = 0, **fields: Any) -> None:
         self.kind = kind
@@ -66,6 +86,7 @@ class _Plan:
         self.attempts: int = fields.get("attempts", 0)
         self.started_at: float = fields.get("started_at", 0.0)
         self.digest: str = fields.get("digest", "")
+        self.input: str | None = fields.get("input")  # kept when the step has compensate=
 
 
 class Execution:
@@ -83,20 +104,24 @@ class Execution:
         self.started = time.perf_counter()
 
     # -- decisions -----------------------------------------------------------------------
-    def plan(self, step: StepDef, args: tuple, kwargs: dict) -> _Plan:
-        gate = self._gate()
-        if gate is not None:
-            return gate
-        self.seq += 1
-        seq = self.seq
+    def plan(self, step: StepDef, args: tuple, kwargs: dict, seq: int | None = None) -> _Plan:
+        """`seq`: a checkpoint number the caller reserved (and gated) already, see `reserve`."""
+        if seq is None:
+            gate = self._gate()
+            if gate is not None:
+                return gate
+            self.seq += 1
+            seq = self.seq
         try:
             digest = serialization.args_hash(args, kwargs)
+            kept = saga.kept_input(step, args, kwargs)
         except SerializationError as exc:
             return _Plan("raise", seq, exc=exc)
         rec = self.recorded.get(seq)
         if rec is None:
-            return _Plan("run", seq, attempts=0, started_at=self.rt.clock.now(), digest=digest)
-        if rec.name != step.name or rec.args_hash != digest:
+            now = self.rt.clock.now()
+            return _Plan("run", seq, attempts=0, started_at=now, digest=digest, input=kept)
+        if rec.kind != "step" or rec.name != step.name or rec.args_hash != digest:
             recorded = f"{rec.name!r}" + ("" if rec.name != step.name else " with other arguments")
             err = DivergenceError(self.run.run_id, seq, recorded, repr(step.name))
             return self._stop_failed(err, step.name)
@@ -104,7 +129,9 @@ class Execution:
             return _Plan("cached", seq, value=serialization.loads(rec.output))
         if rec.status == StepStatus.FAILED:
             return _Plan("raise", seq, exc=failures.rebuild(serialization.loads(rec.error)))
-        return _Plan("run", seq, attempts=rec.attempts, started_at=rec.started_at, digest=digest)
+        return _Plan(
+            "run", seq, attempts=rec.attempts, started_at=rec.started_at, digest=digest, input=kept
+        )
 
     def succeeded(self, step: StepDef, plan: _Plan, result: Any, t0: float) -> tuple[Future, Any]:
         try:
@@ -125,6 +152,7 @@ class Execution:
             None,
             self.rt.worker_id,
         )
+        rec.input = plan.input
         event = run_event(
             ev.STEP_COMPLETED,
             self.rt.source,
@@ -140,9 +168,12 @@ class Execution:
         return self.rt.store.save_step(self.fence, rec, [event]), None
 
     def failed(
-        self, step: StepDef, plan: _Plan, exc: BaseException, t0: float
+        self, step: StepDef, plan: _Plan, exc: BaseException, t0: float, hand_back: bool = True
     ) -> tuple[Future, BaseException]:
-        """Record a failed attempt; return the write to wait for and what to raise after it."""
+        """Record a failed attempt; return the write to wait for and what to raise after it.
+
+        With `hand_back=False` a scheduled retry keeps the run (a gather hands it back once,
+        after all its calls) and `RetryLater` says when the attempt is due."""
         attempt = plan.attempts + 1
         now = self.rt.clock.now()
         doc = failures.describe(exc, step.name, attempt)
@@ -179,6 +210,8 @@ class Execution:
             log.info(
                 "step retrying", step=step.name, attempt=attempt, delay=delay, error=doc["message"]
             )
+            if not hand_back:
+                return self.rt.store.save_step(self.fence, rec, [event]), RetryLater(now + delay)
             fut = self.rt.store.retry_step_later(self.fence, rec, now + delay, [event])
             self.rt.due_at(now + delay)
             return fut, Unwind("retry scheduled")
@@ -193,16 +226,8 @@ class Execution:
                 now,
                 {"step": step.name, "attempts": attempt, "error": data["error"]},
             )
-            fut = self.rt.store.finish_run(
-                self.run.run_id,
-                self.fence,
-                RunStatus.DEAD,
-                None,
-                serialization.dumps(doc),
-                now,
-                [step_failed, dead],
-                step=rec,
-            )
+            # or COMPENSATING, when it has completed steps to undo
+            fut = saga.end(self, RunStatus.DEAD, doc, [step_failed, dead], [step_failed], rec)
             return fut, Unwind("dead")
         _tag(exc, step.name, attempt)
         return self.rt.store.save_step(self.fence, rec, [step_failed]), exc
@@ -229,7 +254,7 @@ class Execution:
 
     def crashed(self, exc: BaseException) -> Future:
         step, attempts = getattr(exc, "_baton_step", (None, None))
-        return self._finish_failed(exc, step, self.rt.clock.now(), attempts)
+        return saga.fail(self, exc, step, attempts)  # FAILED, or COMPENSATING
 
     def expire(self) -> Future:
         """The deadline passed while the run was executing here."""
@@ -306,6 +331,9 @@ class Execution:
         token = current.set(self)
         bind_contextvars(**self._log_context())
         try:
+            if self.run.status == RunStatus.COMPENSATING:  # undo its steps, not run it
+                self._drive_sync(saga.compensate(self))
+                return
             args, kwargs = self._input()
             try:
                 result = self.wf.fn(*args, **kwargs)
@@ -326,6 +354,9 @@ class Execution:
         current.set(self)
         bind_contextvars(**self._log_context())
         try:
+            if self.run.status == RunStatus.COMPENSATING:  # undo its steps, not run it
+                await self._drive_async(saga.compensate(self))
+                return
             args, kwargs = self._input()
             try:
                 result = await self.wf.fn(*args, **kwargs)
@@ -339,6 +370,121 @@ class Execution:
             return
         finally:
             self.rt.finished(self)
+
+    # -- durable calls other than steps (waits, children, markers) -------------------------
+    def drive(self, logic: Generator[Future, Any, T]) -> T | Coroutine[Any, Any, T]:
+        """Run a generator of store writes: blocking in a sync workflow, awaitable in an
+        async one. Each yielded write's result is sent back in; its error is thrown in."""
+        if self.wf.is_async:
+            return self._drive_async(logic)
+        return self._drive_sync(logic)
+
+    def _drive_sync(self, logic: Generator[Future, Any, T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                fut = logic.throw(error) if error is not None else logic.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            try:
+                value = fut.result()
+            except (FenceLost, StoreError) as exc:
+                logic.close()
+                self._lost(exc)
+            except Exception as exc:
+                error = exc
+
+    async def _drive_async(self, logic: Generator[Future, Any, T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                fut = logic.throw(error) if error is not None else logic.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            try:
+                value = await asyncio.wrap_future(fut)
+            except (FenceLost, StoreError) as exc:
+                logic.close()
+                self._lost(exc)
+            except Exception as exc:
+                error = exc
+
+    def enter(
+        self, kind: str, name: str, seq: int | None = None
+    ) -> Generator[Future, Any, tuple[int, StepRecord | None]]:
+        """Take the next checkpoint number for a durable call (or `seq`, taken with `reserve`);
+        check it against the record."""
+        if seq is None:
+            seq = yield from self.reserve(1)
+        rec = self.recorded.get(seq)
+        if rec is not None and (rec.kind != kind or rec.name != name):
+            err = DivergenceError(self.run.run_id, seq, repr(rec.name), repr(name))
+            yield self._finish_failed(err, name, self.rt.clock.now())
+            raise Unwind("diverged")
+        return seq, rec
+
+    def reserve(self, count: int) -> Generator[Future, Any, int]:
+        """Stop here if the run must stop; else take the next `count` checkpoint numbers at
+        once and return the first (a gather numbers its calls before running any)."""
+        gate = self._gate()
+        if gate is not None:
+            if gate.future is not None:
+                yield gate.future
+            raise gate.exc  # type: ignore[misc]
+        first = self.seq + 1
+        self.seq += count
+        return first
+
+    def record(
+        self, seq: int, name: str, kind: str, status: str, started_at: float, output: Any
+    ) -> StepRecord:
+        """A checkpoint row for a durable call that is not a step."""
+        return StepRecord(
+            self.run.run_id,
+            seq,
+            name,
+            "",
+            status,
+            1,
+            started_at,
+            None,
+            serialization.dumps(output),
+            None,
+            self.rt.worker_id,
+            kind,
+        )
+
+    def event(self, type: str, now: float, data: dict[str, Any]) -> ev.CloudEvent:
+        return run_event(type, self.rt.source, self.run, now, data)
+
+    def wake_time(self, timer: float | None) -> float:
+        """When a waiting run must look again: its timer, or its deadline if sooner."""
+        wake = NEVER if timer is None else timer
+        deadline = self.run.deadline_at
+        return wake if deadline is None else min(wake, deadline)
+
+    def suspend(
+        self, timer: float | None, step: StepRecord, data: dict[str, Any]
+    ) -> Generator[Future, Any, None]:
+        """Suspend the run until `timer` (or a wake-up) with checkpoint `step`, and stop."""
+        now = self.rt.clock.now()
+        wake = self.wake_time(timer)
+        event = self.event(ev.RUN_WAITING, now, data)
+        yield self.rt.store.suspend_run(
+            self.run.run_id, self.fence, self.run.wakeups, wake, now, step, [event]
+        )
+        self.suspended(wake)
+
+    def suspended(self, wake: float) -> None:
+        """The run is WAITING in the store: make sure this worker looks again at `wake`."""
+        self.stop_reason = "waiting"
+        if wake < NEVER:
+            self.rt.due_at(wake)
+        raise Unwind("waiting")
 
     # -- helpers -------------------------------------------------------------------------
     def _invoke_sync(self, step: StepDef, args: tuple, kwargs: dict) -> Any:

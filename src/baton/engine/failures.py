@@ -7,7 +7,7 @@ import traceback
 from typing import Any
 
 from baton.core import serialization
-from baton.core.errors import SerializationError, StepFailed
+from baton.core.errors import BatonError, SerializationError, StepFailed
 
 
 def describe(
@@ -28,6 +28,13 @@ def describe(
         doc["args"] = list(exc.args)
     except SerializationError:
         pass
+    fields = {k: v for k, v in vars(exc).items() if not k.startswith("_")}
+    if fields:
+        try:
+            serialization.dumps(fields)
+            doc["fields"] = fields
+        except SerializationError:
+            pass
     if step is not None:
         doc["step"] = step
     if attempts is not None:
@@ -43,8 +50,17 @@ def rebuild(doc: dict[str, Any]) -> BaseException:
         for part in doc["qualname"].split("."):
             cls = getattr(cls, part)
         if isinstance(cls, type) and issubclass(cls, Exception) and "args" in doc:
-            exc = cls(*doc["args"])
-            if str(exc) == doc.get("message"):
+            try:
+                exc = cls(*doc["args"])
+                if str(exc) == doc.get("message"):
+                    return exc
+            except Exception:
+                pass
+            if issubclass(cls, BatonError) and "fields" in doc:
+                # Baton's errors take their fields, not their message: restore both as recorded
+                exc = cls.__new__(cls)
+                Exception.__init__(exc, *doc["args"])
+                exc.__dict__.update(doc["fields"])
                 return exc
     except Exception:
         pass

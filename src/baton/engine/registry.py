@@ -31,6 +31,8 @@ class StepDef:
     is_async: bool
     retry: Retry | None = None  # None: an error goes straight back to the workflow
     timeout: float | None = None
+    # the step that undoes this one (a name or a step function), resolved when first needed
+    compensate: str | Callable[..., Any] | None = None
 
 
 class Registry:
@@ -70,6 +72,12 @@ class Registry:
 
     def served(self) -> list[tuple[str, str]]:
         return sorted(self._workflows)
+
+    def find_step(self, name: str) -> StepDef | None:
+        return self._steps.get(name)
+
+    def all_steps(self) -> list[StepDef]:
+        return list(self._steps.values())
 
 
 def is_async(fn: Callable[..., Any]) -> bool:

@@ -24,6 +24,7 @@ from baton.core.errors import StoreError, WorkflowTimeout
 from baton.engine import failures, liveness
 from baton.engine.execution import Execution
 from baton.engine.registry import Registry
+from baton.engine.scheduler import Scheduler
 from baton.observability.logging import get_logger
 from baton.store.protocol import Store
 from baton.store.records import RunRecord, WorkerRecord
@@ -76,6 +77,8 @@ class Runtime:
         self._step_pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
         self._next_sweep = 0.0
+        self._held_until: float | None = None  # when a rate limit lets held-back runs in
+        self._scheduler = Scheduler(store, registry, source, options.poll_interval)
         started: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._main, args=(started,), name="baton-runtime", daemon=True
@@ -114,10 +117,11 @@ class Runtime:
             heapq.heappush(self._local_due, when)
         self.wake()
 
-    def cancel_local(self, run_id: str) -> None:
+    def cancel_local(self, run_id: str, fence: int | None = None) -> None:
+        """Stop the run's execution here; with `fence`, only one that claimed it before."""
         with self._lock:
             ex = self._active.get(run_id)
-        if ex is None:
+        if ex is None or (fence is not None and ex.fence >= fence):
             return
         ex.stop_reason = "cancelled"
         if ex.task is not None:
@@ -126,6 +130,10 @@ class Runtime:
     def run_coroutine(self, coro: Awaitable[T]) -> T:
         """Run `coro` on the runtime loop from a worker thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    def submit_coroutine(self, coro: Awaitable[T]) -> Future[T]:
+        """Start `coro` on the runtime loop from any thread (the loop's own included)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
 
     def step_pool(self) -> ThreadPoolExecutor:
         if self._step_pool is None:
@@ -138,7 +146,8 @@ class Runtime:
 
     def finished(self, ex: Execution) -> None:
         with self._lock:
-            self._active.pop(ex.run.run_id, None)
+            if self._active.get(ex.run.run_id) is ex:  # not a later claim of the same run
+                del self._active[ex.run.run_id]
             self._maybe_idle()
         self.wake()
         self._on_finished(ex.run.run_id)
@@ -151,6 +160,11 @@ class Runtime:
     def active_count(self) -> int:
         with self._lock:
             return len(self._active)
+
+    def busy(self) -> bool:
+        """Executing a run, or about to (a slot reserved for a run being inserted)."""
+        with self._lock:
+            return bool(self._active) or self._reserved > 0
 
     def shutdown(self, timeout: float) -> None:
         """Stop claiming; let running steps finish and checkpoint; hand unfinished runs back."""
@@ -221,8 +235,13 @@ class Runtime:
         assert wf is not None, "claims only take served workflows"
         ex = Execution(self, run, wf, fresh)
         with self._lock:
+            stale = self._active.get(run.run_id)
             self._active[run.run_id] = ex
             self._idle.clear()
+        if stale is not None and stale.stop_reason is None:
+            # claimed again (e.g. cancelled into COMPENSATING) while the old claim finishes
+            # its step here: stop the old one before it starts another
+            stale.stop_reason = "lost"
         if run.deadline_at is not None:
             self._loop.call_soon_threadsafe(self._arm_deadline, ex)
         if wf.is_async:
@@ -276,6 +295,10 @@ class Runtime:
                 free = self.options.concurrency - len(self._active) - self._reserved
             served = self.registry.served()
             target = now + self.options.poll_interval * random.uniform(0.8, 1.2)
+            # due schedules first: the runs they start are claimed just below
+            fire_at = await self._scheduler.fire_due(now)
+            if fire_at is not None:
+                target = min(target, fire_at)
             if free > 0 and served:
                 # a read first: most wake-ups (a run finished) find nothing due, and need no write
                 due = self.store.next_due(self.options.queues, served)
@@ -283,6 +306,10 @@ class Runtime:
                     continue  # look again at once: more may be due
                 if due is not None and due > now:
                     target = min(target, due)
+                # due runs that limits held back: a finished run wakes us, else the rate window
+                held = self._held_until
+                if due is not None and due <= now and held is not None and held > now:
+                    target = min(target, held)
                 with self._lock:
                     while self._local_due and self._local_due[0] <= now:
                         heapq.heappop(self._local_due)
@@ -291,6 +318,7 @@ class Runtime:
             await self.clock.sleep_until(target, self._wake)
 
     async def _claim(self, free: int, now: float, served: list[tuple[str, str]]) -> int:
+        self._held_until = None
         try:
             runs = await asyncio.wrap_future(
                 self.store.claim_runs(
@@ -306,6 +334,7 @@ class Runtime:
         except StoreError as exc:
             log.error("claim failed", error=str(exc))
             return 0
+        self._held_until = getattr(runs, "retry_at", None)
         for run in runs:
             self._launch(run)
         return len(runs)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from baton.core.events import CloudEvent
 
 
 class RunStatus(StrEnum):
@@ -123,3 +128,105 @@ class EventRecord:
     correlation_id: str | None
     run_id: str | None
     data: str | None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A stored schedule: its spec (cron or interval), the run it starts, and its progress."""
+
+    name: str
+    workflow: str
+    version: str
+    kind: str  # "cron" or "every"
+    spec: str  # the cron expression, or the interval in seconds
+    timezone: str
+    input: str  # the workflow input of every run it starts (serialized args and kwargs)
+    queue: str
+    priority: int
+    overlap: str  # "skip", "buffer_one" or "allow_all"
+    catchup: float  # missed slots at most this old still fire after an outage (seconds)
+    paused: bool
+    next_fire_at: float | None  # the first slot not fired yet (UTC epoch seconds)
+    last_fire_at: float | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: tuple) -> ScheduleRecord:
+        record = cls(*row)
+        record.paused = bool(record.paused)
+        return record
+
+
+SCHEDULE_COLUMNS = tuple(ScheduleRecord.__slots__)  # type: ignore[attr-defined]
+# a change to any of these rewrites a stored schedule; the rest is its state
+SCHEDULE_SPEC = (
+    "workflow",
+    "version",
+    "kind",
+    "spec",
+    "timezone",
+    "input",
+    "queue",
+    "priority",
+    "overlap",
+    "catchup",
+)
+
+
+@dataclass(slots=True)
+class ScheduleFiring:
+    """What one pass over a due schedule writes, in one transaction with its next_fire_at."""
+
+    runs: list[tuple[RunRecord, list[CloudEvent]]]  # each run with the events of its creation
+    events: list[CloudEvent]  # about the schedule itself (slots skipped)
+    next_fire_at: float | None
+    last_fire_at: float | None
+
+
+@dataclass(slots=True)
+class SignalRecord:
+    seq: int
+    id: str
+    run_id: str
+    name: str
+    payload: str | None
+    sent_at: float
+    consumed_seq: int | None = None
+    consumed_at: float | None = None
+
+
+@dataclass(slots=True)
+class ApprovalRecord:
+    """A human decision a run waits for; PENDING until APPROVED, REJECTED or TIMED_OUT."""
+
+    run_id: str
+    seq: int
+    name: str
+    workflow: str
+    correlation_id: str
+    assignees: list[str]
+    requested_at: float
+    deadline_at: float | None
+    on_timeout: dict[str, Any]
+    status: str = "PENDING"
+    decided_by: str | None = None
+    comment: str | None = None
+    decided_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple) -> ApprovalRecord:
+        values = list(row)
+        values[5] = json.loads(values[5])
+        values[8] = json.loads(values[8])
+        return cls(*values)
+
+    def decision(self) -> dict[str, Any]:
+        return {
+            "approved": self.status == "APPROVED",
+            "status": self.status,
+            "by": self.decided_by,
+            "comment": self.comment,
+            "at": self.decided_at,
+            "timed_out": self.status == "TIMED_OUT",
+        }

@@ -18,6 +18,7 @@ from baton.core.events import (
     CloudEvent,
     run_event,
 )
+from baton.store.flow import Claimed
 from baton.store.records import (
     REDRIVABLE,
     RUN_COLUMNS,
@@ -29,7 +30,21 @@ from baton.store.records import (
     StepStatus,
     WorkerRecord,
 )
+from baton.store.sqlite.children import ChildOps
 from baton.store.sqlite.connection import SYNCHRONOUS_MODES, connect, prepare
+from baton.store.sqlite.flow import FlowOps, claim_rows
+from baton.store.sqlite.forks import ForkOps
+from baton.store.sqlite.payloads import (
+    DEFAULT_THRESHOLD,
+    RUN_PAYLOADS,
+    STEP_PAYLOADS,
+    run_record,
+    spill,
+    spill_values,
+    step_record,
+)
+from baton.store.sqlite.saga import SagaOps
+from baton.store.sqlite.schedules import ScheduleOps
 from baton.store.sqlite.sql import (  # noqa: F401  (re-exported for the other modules)
     _ACTIVE,
     _CLAIMED_STATUS,
@@ -48,10 +63,11 @@ from baton.store.sqlite.sql import (  # noqa: F401  (re-exported for the other m
     _get,
     _insert_events,
 )
+from baton.store.sqlite.waits import WaitOps
 from baton.store.sqlite.writer import GroupCommitWriter
 
 
-class SQLiteStore:
+class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     """A Baton store in one SQLite file (created, with its directory, when missing)."""
 
     def __init__(
@@ -60,8 +76,13 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 30_000,
         max_batch: int = 512,
+        payload_threshold: int = DEFAULT_THRESHOLD,
     ) -> None:
         path = Path(path)
+        if not isinstance(payload_threshold, int) or payload_threshold < 0:
+            raise ValueError(f"payload_threshold must be an int >= 0, got {payload_threshold!r}")
+        # serialized values longer than this (in characters) are stored once in `payloads`
+        self.payload_threshold = payload_threshold
         self.path = path
         self.location = f"sqlite:///{path}"
         synchronous = synchronous.upper()
@@ -116,17 +137,19 @@ class SQLiteStore:
         self, run: RunRecord, events: Sequence[CloudEvent]
     ) -> Future[tuple[RunRecord, bool]]:
         values = tuple(getattr(run, c) for c in RUN_COLUMNS)
+        threshold = self.payload_threshold
 
         rows = _event_rows(events)
 
         def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
-            if conn.execute(_RUN_INSERT, values).rowcount == 1:
+            stored = spill_values(conn, values, RUN_PAYLOADS, run.created_at, threshold)
+            if conn.execute(_RUN_INSERT, stored).rowcount == 1:
                 _insert_events(conn, rows)
                 return run, True
             row = conn.execute(
                 f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
             ).fetchone()
-            return RunRecord(*row), False
+            return run_record(conn, row), False
 
         return self._writer.submit(op)
 
@@ -143,17 +166,9 @@ class SQLiteStore:
         where, params = _queue_filter(queues, served)
 
         def op(conn: sqlite3.Connection) -> list[RunRecord]:
-            rows = conn.execute(
-                f"UPDATE runs SET status={_CLAIMED_STATUS}, owner=?, fence=fence+1, "
-                f"attempt=attempt+1, lease_expires_at=?, updated_at=?, "
-                f"started_at=COALESCE(started_at, ?) "
-                f"WHERE run_id IN (SELECT run_id FROM runs WHERE {_READY} "
-                f"AND available_at <= ? {where} "
-                f"ORDER BY priority DESC, available_at, run_id LIMIT ?) "
-                f"RETURNING {', '.join(RUN_COLUMNS)}",
-                (worker_id, now + lease, now, now, now, *params, limit),
-            ).fetchall()
-            runs = [RunRecord(*r) for r in rows]
+            # one statement unless a due run is under a queue limit or a concurrency key
+            rows, retry_at = claim_rows(conn, worker_id, where, params, limit, now, lease)
+            runs = [run_record(conn, r) for r in rows]
             runs.sort(key=lambda r: (-r.priority, r.available_at, r.run_id))
             _insert_events(
                 conn,
@@ -166,13 +181,14 @@ class SQLiteStore:
                     ]
                 ),
             )
-            return runs
+            return Claimed(runs, retry_at)
 
         return self._writer.submit(op)
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._read().execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
-        return RunRecord(*row) if row else None
+        conn = self._read()
+        row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
+        return run_record(conn, row) if row else None
 
     def list_runs(
         self,
@@ -193,12 +209,11 @@ class SQLiteStore:
             clauses.append("run_id < ?")
             params.append(before)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = (
-            self._read()
-            .execute(f"{_RUN_SELECT}{where} ORDER BY run_id DESC LIMIT ?", (*params, limit))
-            .fetchall()
-        )
-        return [RunRecord(*r) for r in rows]
+        conn = self._read()
+        rows = conn.execute(
+            f"{_RUN_SELECT}{where} ORDER BY run_id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [run_record(conn, r) for r in rows]
 
     def count_runs(self, status: Iterable[str] | None = None) -> dict[str, int]:
         rows = self._read().execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
@@ -219,12 +234,14 @@ class SQLiteStore:
     # -- owner-side transitions (fenced) ----------------------------------------------------
     def save_step(self, fence: int, step: StepRecord, events: Sequence[CloudEvent]) -> Future[None]:
         values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+        threshold, now = self.payload_threshold, step.finished_at or step.started_at
 
         rows = _event_rows(events)
 
         def op(conn: sqlite3.Connection) -> None:
+            stored = spill_values(conn, values, STEP_PAYLOADS, now, threshold)
             # one statement: no row means a stale fence, or a checkpoint already written
-            if conn.execute(_STEP_FENCED_UPSERT, (*values, step.run_id, fence)).rowcount != 1:
+            if conn.execute(_STEP_FENCED_UPSERT, (*stored, step.run_id, fence)).rowcount != 1:
                 raise FenceLost(step.run_id, fence)
             _insert_events(conn, rows)
 
@@ -235,12 +252,13 @@ class SQLiteStore:
     ) -> Future[None]:
         values = tuple(getattr(step, c) for c in STEP_COLUMNS)
         now = step.finished_at or available_at
+        threshold = self.payload_threshold
 
         rows = _event_rows(events)
 
         def op(conn: sqlite3.Connection) -> None:
             _check_fence(conn, step.run_id, fence)
-            conn.execute(_STEP_UPSERT, values)
+            conn.execute(_STEP_UPSERT, spill_values(conn, values, STEP_PAYLOADS, now, threshold))
             conn.execute(
                 f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
                 f"available_at=?, updated_at=? WHERE run_id=?",
@@ -262,6 +280,7 @@ class SQLiteStore:
         step: StepRecord | None = None,
     ) -> Future[None]:
         step_values = tuple(getattr(step, c) for c in STEP_COLUMNS) if step else None
+        threshold = self.payload_threshold
 
         rows = _event_rows(events)
 
@@ -270,14 +289,16 @@ class SQLiteStore:
                 "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
                 "updated_at=?, finished_at=? WHERE run_id=? AND fence=? "
                 "AND status IN ('RUNNING', 'WAITING', 'COMPENSATING') RETURNING parent_run_id",
-                (status, output, error, now, now, run_id, fence),
+                (status, spill(conn, output, now, threshold), error, now, now, run_id, fence),
             ).fetchall()
             if len(done) != 1:
                 raise FenceLost(run_id, fence)
             if done[0][0] is not None:
                 conn.execute(_WAKE, (now, done[0][0]))
             if step_values:
-                conn.execute(_STEP_UPSERT, step_values)
+                conn.execute(
+                    _STEP_UPSERT, spill_values(conn, step_values, STEP_PAYLOADS, now, threshold)
+                )
             _insert_events(conn, rows)
 
         return self._writer.submit(op)
@@ -316,7 +337,9 @@ class SQLiteStore:
             ).fetchone()
             _insert_events(conn, rows)
             _cancel_children(conn, run_id, now, events[0].source if events else "baton")
-            return RunRecord(*row)
+            if run.parent_run_id is not None:  # a parent waiting for this child looks again
+                conn.execute(_WAKE, (now, run.parent_run_id))
+            return run_record(conn, row)
 
         return self._writer.submit(op)
 
@@ -340,7 +363,7 @@ class SQLiteStore:
                 (now, now, now, run_id),
             ).fetchone()
             _insert_events(conn, rows)
-            return RunRecord(*row)
+            return run_record(conn, row)
 
         return self._writer.submit(op)
 
@@ -354,7 +377,10 @@ class SQLiteStore:
                 f"RETURNING {', '.join(RUN_COLUMNS)}",
                 (error, now, now, now),
             ).fetchall()
-            runs = [RunRecord(*r) for r in rows]
+            runs = [run_record(conn, r) for r in rows]
+            for r in runs:  # a parent waiting for an expired child looks again
+                if r.parent_run_id is not None:
+                    conn.execute(_WAKE, (now, r.parent_run_id))
             _insert_events(
                 conn,
                 _event_rows(
@@ -370,12 +396,9 @@ class SQLiteStore:
 
     # -- steps ---------------------------------------------------------------------------
     def load_steps(self, run_id: str) -> list[StepRecord]:
-        rows = (
-            self._read()
-            .execute(f"{_STEP_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,))
-            .fetchall()
-        )
-        return [StepRecord(*r) for r in rows]
+        conn = self._read()
+        rows = conn.execute(f"{_STEP_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
+        return [step_record(conn, r) for r in rows]
 
     # -- workers -------------------------------------------------------------------------
     def register_worker(self, worker: WorkerRecord) -> Future[None]:
@@ -439,7 +462,7 @@ class SQLiteStore:
                 f"RETURNING {', '.join(RUN_COLUMNS)}",
                 (now,),
             ).fetchall()
-            runs = [RunRecord(*r) for r in rows]
+            runs = [run_record(conn, r) for r in rows]
             _insert_events(
                 conn,
                 _event_rows([run_event(RUN_RECOVERED, source, r, now) for r in runs]),
@@ -490,13 +513,14 @@ def _queue_filter(
 
 
 def _cancel_children(conn: sqlite3.Connection, parent: str, now: float, source: str) -> None:
-    """Cancel every unfinished descendant of `parent`, in the same transaction."""
+    """Cancel every unfinished descendant of `parent`, in the same transaction (but for one
+    that is COMPENSATING: undoing its steps is never cut short)."""
     pending = [parent]
     while pending:
         rows = conn.execute(
             f"UPDATE runs SET status='CANCELLED', owner=NULL, lease_expires_at=NULL, "
             f"fence=fence+1, updated_at=?, finished_at=? WHERE parent_run_id=? "
-            f"AND status NOT IN ({', '.join(repr(str(s)) for s in TERMINAL)}) "
+            f"AND status NOT IN ({', '.join(repr(str(s)) for s in TERMINAL)}, 'COMPENSATING') "
             f"RETURNING {', '.join(RUN_COLUMNS)}",
             (now, now, pending.pop()),
         ).fetchall()

@@ -20,7 +20,8 @@ _STEP_ON_CONFLICT = (
     "ON CONFLICT (run_id, seq) DO UPDATE SET "
     "name=excluded.name, args_hash=excluded.args_hash, status=excluded.status, "
     "attempts=excluded.attempts, finished_at=excluded.finished_at, output=excluded.output, "
-    "error=excluded.error, written_by=excluded.written_by "
+    "error=excluded.error, written_by=excluded.written_by, kind=excluded.kind, "
+    "input=excluded.input "
     "WHERE steps.status != 'SUCCEEDED'"  # a finished checkpoint is never rewritten
 )
 _STEP_UPSERT = (
