@@ -1,9 +1,10 @@
 """A Baton worker process for the flow-control tests: `python flow_worker.py STORE PROBE`.
 
 It registers the workflow `probe(i)` of one step, `work(i)`, launches a worker on STORE and
-exits once no `probe` run is unfinished. Each execution of `work` counts itself in and out of
-a gauge kept in the separate SQLite file PROBE (under that file's write lock), and records
-how many executions were in progress, across all processes, once it was counted in.
+exits once `--runs` probe runs exist and none is unfinished. Each execution of `work` counts
+itself in and out of a gauge kept in the separate SQLite file PROBE (under that file's write
+lock), and records how many executions were in progress, across all processes, once it was
+counted in.
 
 It prints `ready` once its worker is launched.
 """
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("probe")
     parser.add_argument("--step-ms", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--give-up-after", type=float, default=60.0)
     opts = parser.parse_args(argv)
 
@@ -85,7 +87,9 @@ def main(argv: list[str]) -> int:
     app.launch()
     print("ready", flush=True)
     deadline = time.monotonic() + opts.give_up_after
-    while app.runs(status=UNFINISHED, workflow="probe", limit=1):
+    while len(app.runs(workflow="probe", limit=opts.runs)) < opts.runs or app.runs(
+        status=UNFINISHED, workflow="probe", limit=1
+    ):
         if time.monotonic() > deadline:
             print("runs still unfinished", file=sys.stderr)
             app.shutdown(timeout=5)

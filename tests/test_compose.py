@@ -121,7 +121,7 @@ def test_a_failing_child_raises_into_the_parent(make_app, mode):
     with pytest.raises(baton.RunFailed) as info:
         uncaught.result(timeout=10)
     assert info.value.error_type == "baton.core.errors.RunFailed"
-    assert info.value.step == "baton.child:broken"
+    assert info.value.step == "baton.child_result:broken"
 
 
 def test_a_child_cancelled_or_timed_out_on_its_own_wakes_its_parent(make_app):

@@ -358,6 +358,7 @@ def spawn_workers(
     procs: list[subprocess.Popen[str]] = []
 
     def spawn(count: int, *options: str) -> list[subprocess.Popen[str]]:
+        """Start `count` workers and return once each one is ready."""
         for i in range(count):
             with (tmp_path / f"worker-{i}.stderr").open("w") as err:
                 proc = subprocess.Popen(
@@ -367,6 +368,11 @@ def spawn_workers(
                     text=True,
                 )
             procs.append(proc)
+        for i, proc in enumerate(procs[-count:]):
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            err = (tmp_path / f"worker-{i}.stderr").read_text()
+            assert line.strip() == "ready", f"worker {proc.pid} said {line!r}:\n{err}"
         return procs[-count:]
 
     yield spawn
@@ -379,14 +385,13 @@ def spawn_workers(
 def finish(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
     for i, proc in enumerate(procs):
         try:
-            out, _ = proc.communicate(timeout=60)
+            proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
             raise AssertionError(f"worker {proc.pid} did not finish") from None
         err = (tmp_path / f"worker-{i}.stderr").read_text()
         assert proc.returncode == 0, f"worker {proc.pid} exited {proc.returncode}:\n{err}"
-        assert out.startswith("ready")
 
 
 def enqueue(app: baton.App, count: int, queue: str) -> None:
@@ -403,22 +408,28 @@ def test_two_processes_never_exceed_a_queue_concurrency_limit(
 ) -> None:
     app = make_app(worker=False)
     app.define_queue("shared", concurrency=3)
-    enqueue(app, 24, "shared")
-    finish(spawn_workers(2, "--step-ms", "40", "--concurrency", "8"), tmp_path)
+    # two slots per process: the third slot of the queue can only go to the other process,
+    # and without the queue's limit the two would run four at once
+    workers = spawn_workers(2, "--step-ms", "40", "--concurrency", "2", "--runs", "24")
+    enqueue(app, 24, "shared")  # once both are polling
+    finish(workers, tmp_path)
 
     runs = app.runs(workflow="probe", limit=100)
     assert len(runs) == 24 and {r.status for r in runs} == {RunStatus.SUCCEEDED}
     with sqlite3.connect(probe) as conn:
         peak, samples = conn.execute("SELECT MAX(running), COUNT(*) FROM samples").fetchone()
+        pids = {pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM samples")}
     assert samples == 24
-    assert 1 <= peak <= 3
+    assert pids == {w.pid for w in workers}
+    assert 2 <= peak <= 3
 
 
 def test_two_processes_share_one_rate_window(make_app, spawn_workers, tmp_path: Path) -> None:
     app = make_app(worker=False)
     app.define_queue("rated", rate_limit=3, rate_period=0.4)
+    workers = spawn_workers(2, "--step-ms", "0", "--concurrency", "8", "--runs", "10")
     enqueue(app, 10, "rated")
-    finish(spawn_workers(2, "--step-ms", "0", "--concurrency", "8"), tmp_path)
+    finish(workers, tmp_path)
 
     runs = app.runs(workflow="probe", limit=100)
     assert len(runs) == 10 and {r.status for r in runs} == {RunStatus.SUCCEEDED}

@@ -55,15 +55,28 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_sigkill_while_runs_sleep_and_wait_for_signals(tmp_path: Path) -> None:
+@pytest.fixture
+def children():
+    """Every child process a test spawns, killed at the end whatever happened."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_sigkill_while_runs_sleep_and_wait_for_signals(tmp_path: Path, children) -> None:
     db = tmp_path / "b.db"
     # 1. start the runs, kill the worker once every run is asleep (seq 2)
     first = _spawn(tmp_path, "submit", "--jobs", str(JOBS), "--sleep", "1.5")
+    children.append(first)
     _wait_for(lambda: db.exists() and list(_statuses(db).values()).count("WAITING") == JOBS)
     _kill(first)
 
     # 2. a new worker wakes them; kill it once some wait for the signal (seq 4)
     second = _spawn(tmp_path, "recover")
+    children.append(second)
     _wait_for(lambda: _signal_waits(db) >= JOBS // 3)
     _kill(second)
 
@@ -77,6 +90,7 @@ def test_sigkill_while_runs_sleep_and_wait_for_signals(tmp_path: Path) -> None:
 
     # 4. a last worker finishes everything
     last = _spawn(tmp_path, "recover")
+    children.append(last)
     last.communicate(timeout=120)
     assert last.returncode == 0, (tmp_path / "stderr.log").read_text()[-3000:]
 

@@ -242,12 +242,13 @@ def map(step: Callable[..., Any], items: Iterable[Any], concurrency: int | None 
 class _Child:
     """A ChildCall resolved against the registry (so an unknown workflow fails here)."""
 
-    __slots__ = ("call", "name", "wf")
+    __slots__ = ("call", "name", "result_name", "wf")
 
     def __init__(self, ex: Execution, call: ChildCall) -> None:
         self.call = call
         self.wf: WorkflowDef = ex.rt.registry.workflow(call.workflow, call.version)
         self.name = f"baton.child:{self.wf.name}"
+        self.result_name = _result_name(self.wf.name)
 
     def rows(self, ex: Execution, seq: int, now: float) -> tuple[StepRecord, RunRecord, list]:
         """The parent's `child` checkpoint, the child run and its events."""
@@ -297,7 +298,7 @@ def _start(ex: Execution, spec: _Child) -> Durable:
 
 
 def _result(ex: Execution, handle: ChildHandle) -> Durable:
-    name = f"baton.child:{handle.workflow}"
+    name = _result_name(handle.workflow)
     seq, rec = yield from ex.enter("child_result", name)
     if rec is not None and rec.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
         return _outcome(rec)
@@ -350,7 +351,11 @@ def _describe_child(run: RunRecord) -> str:
         exc = RunCancelled(run.run_id)
     else:
         exc = RunFailed(run.run_id, run.status, serialization.loads(run.error or "null"))
-    return serialization.dumps(failures.describe(exc, f"baton.child:{run.workflow}"))
+    return serialization.dumps(failures.describe(exc, _result_name(run.workflow)))
+
+
+def _result_name(workflow: str) -> str:
+    return f"baton.child_result:{workflow}"
 
 
 def _outcome(rec: StepRecord) -> Any:
@@ -433,7 +438,7 @@ def _open(ex: Execution, calls: list[StepCall | _Child]) -> Durable:
             seq += 1
             continue
         _, rec = yield from ex.enter("child", call.name, seq=seq)
-        _, result = yield from ex.enter("child_result", call.name, seq=seq + 1)
+        _, result = yield from ex.enter("child_result", call.result_name, seq=seq + 1)
         if result is not None and result.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
             el.settle(result)
         else:
@@ -486,7 +491,7 @@ def _close(ex: Execution, elements: list[_Element]) -> Durable:
             rows = [
                 ex.record(
                     el.seq + 1,
-                    el.call.name,  # type: ignore[union-attr]
+                    el.call.result_name,  # type: ignore[union-attr]
                     "child_result",
                     StepStatus.WAITING,
                     el.started_at,

@@ -166,8 +166,8 @@ class Admission:
 
 
 class Claimed(list[RunRecord]):
-    """The runs a claim took, oldest-highest first; `retry_at` is when runs that a rate limit
-    held back may be admitted (None when nothing was held back by a rate)."""
+    """The runs a claim took (highest priority first, then oldest); `retry_at` is when runs
+    that a rate limit held back may be admitted (None when a rate held nothing back)."""
 
     retry_at: float | None
 
