@@ -22,11 +22,11 @@ once while every approval's timeout stays a day away. Measured:
   ``num_threads()``) and the asyncio tasks on the worker's loop, next to the same figures
   taken before the first start: the threads may grow only by the workflow pool (at most
   ``concurrency`` = 64 threads, made on demand) and the tasks by at most 2, whatever N;
-* ``wake``: the clock advanced, time until every sleeper has SUCCEEDED; then each pending
+* ``wake``: the clock jumped, time until every sleeper has SUCCEEDED; then each pending
   approval decided with ``app.approve(run_id, "ok")`` by one caller (pages of ``app.approvals``),
   timed as decisions/s, and time from the first decision until every run has SUCCEEDED;
-* ``verify``: every run read back (pages of ``app.runs``) and its output checked against its
-  input.
+* ``verify``: every run read back (pages of ``app.store.list_runs``) and its output checked
+  against its input.
 
 The harness keeps nothing per run while the runs wait (handles are dropped; the run ids for
 the decisions come from ``app.approvals``), so the RSS is Baton's.
