@@ -226,7 +226,10 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         where, params = _queue_filter(queues, served)
         row = (
             self._read()
-            .execute(f"SELECT MIN(available_at) FROM runs WHERE {_READY} {where}", params)
+            .execute(
+                f"SELECT MIN(available_at) FROM runs INDEXED BY runs_ready WHERE {_READY} {where}",
+                params,
+            )
             .fetchone()
         )
         return row[0] if row else None
