@@ -173,7 +173,7 @@ def test_sigkill_at_random_moments_during_gathers(bench: FanoutBench) -> None:
     for k in range(iterations):
         batch = [2 * k, 2 * k + 1] + ([rng.randrange(2 * k)] if k else [])
         done = bench.kill_after_ready(
-            rng.uniform(0.0, 0.4), "submit", "--jobs", jobs_arg(batch), "--step-ms", "20"
+            rng.uniform(0.0, 0.4), "submit", "--jobs", jobs_arg(batch), "--step-ms", "60"
         )
         assert done.killed or done.code == 0, f"iteration {k}: {done.code}\n{bench.stderr_tail()}"
         killed += done.killed

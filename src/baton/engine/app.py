@@ -214,13 +214,12 @@ class App:
             )
         ]
         rt = self._ensure_runtime()
-        # a run under a limit is never claimed here: only a claim may admit it
+        # a run with a key is never claimed here: only a claim may admit it
         direct = (
             rt is not None
             and concurrency_key is None
             and debounce_key is None
             and self._serves_queue(queue)
-            and not self._limited(queue)
             and rt.try_reserve()
         )
         if direct:  # claim it in the same commit: no poll, no second write
@@ -242,10 +241,13 @@ class App:
                 rt.unreserve()  # type: ignore[union-attr]
             raise
         if direct:
-            if created:
+            # the store leaves it unclaimed when its queue has limits: only a claim admits it
+            if created and stored.owner == run.owner:
                 rt.launch_reserved(stored)  # type: ignore[union-attr]
             else:
                 rt.unreserve()  # type: ignore[union-attr]
+                if created:
+                    rt.wake()
         elif rt is not None and debounce_key is not None:
             rt.due_at(stored.available_at)
         elif rt is not None and created:
@@ -475,7 +477,9 @@ class App:
 
     def pause_schedule(self, name: str) -> ScheduleRecord:
         """Stop firing `name` until resumed (every process on the store; survives restarts)."""
-        return self._schedules.pause(name)
+        record = self._schedules.pause(name)
+        self._wake_dispatcher()
+        return record
 
     def resume_schedule(self, name: str) -> ScheduleRecord:
         """Fire `name` again from its next slot; slots passed while paused do not fire."""
@@ -505,7 +509,7 @@ class App:
 
     def _wake_dispatcher(self) -> None:
         if self._runtime is not None:
-            self._runtime.wake()
+            self._runtime.schedules_changed()
 
     # -- queues --------------------------------------------------------------------------
     def define_queue(
@@ -580,11 +584,6 @@ class App:
 
     def _serves_queue(self, queue: str) -> bool:
         return self._options.queues is None or queue in self._options.queues
-
-    def _limited(self, queue: str) -> bool:
-        # read each time: another process may have set limits since (one indexed read)
-        defined = self.store.get_queue(queue)
-        return defined is not None and defined.limited
 
     def _must_get(self, run_id: str) -> RunRecord:
         from baton.core.errors import RunNotFound

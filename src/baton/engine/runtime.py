@@ -106,6 +106,10 @@ class Runtime:
             self._reserved -= 1
         self._launch(run, fresh=True)
 
+    def schedules_changed(self) -> None:
+        self._scheduler.forget()
+        self.wake()
+
     def wake(self) -> None:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._set_wake)

@@ -206,6 +206,13 @@ class Scheduler:
         self.source = source
         self.retry_after = max(retry_after, 0.001)
         self._blocked: dict[str, float] = {}  # a schedule that failed to fire, until when
+        # (when read, next fire time): the dispatcher looks on every wake-up, the store
+        # changes rarely; another process's change is seen within `retry_after`
+        self._known: tuple[float, float | None] | None = None
+
+    def forget(self) -> None:
+        """Schedules changed here: read the next fire time again on the next pass."""
+        self._known = None
 
     async def fire_due(self, now: float) -> float | None:
         """Fire every schedule due at `now`; return when the next one is due (None: never).
@@ -220,9 +227,15 @@ class Scheduler:
             return now + self.retry_after
 
     async def _fire_due(self, now: float) -> float | None:
+        known = self._known
+        fresh = known is not None and now < known[0] + self.retry_after
+        if fresh and (known[1] is None or known[1] > now):  # type: ignore[index]
+            return known[1]  # type: ignore[index]
         due_at = self.store.next_schedule_fire()
         if due_at is None or due_at > now:
+            self._known = (now, due_at)
             return due_at
+        self._known = None
         for schedule in self.store.due_schedules(now):
             if self._blocked.get(schedule.name, -math.inf) > now:
                 continue

@@ -32,7 +32,12 @@ class Store(Protocol):
     def create_run(
         self, run: RunRecord, events: Sequence[CloudEvent]
     ) -> Future[tuple[RunRecord, bool]]:
-        """Insert `run`, or return the existing run with its idempotency key (created=False)."""
+        """Insert `run`, or return the existing run with its idempotency key (created=False).
+
+        A run that comes already claimed (`owner` set) is inserted unclaimed, without its
+        `baton.run.started` event, when its queue has a concurrency or rate limit: the
+        returned record says which.
+        """
         ...
 
     def claim_runs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,7 @@ from baton.store.records import (
     TERMINAL,
     EventRecord,
     RunRecord,
+    RunStatus,
     StepRecord,
     StepStatus,
     WorkerRecord,
@@ -136,16 +138,19 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     def create_run(
         self, run: RunRecord, events: Sequence[CloudEvent]
     ) -> Future[tuple[RunRecord, bool]]:
-        values = tuple(getattr(run, c) for c in RUN_COLUMNS)
         threshold = self.payload_threshold
-
-        rows = _event_rows(events)
+        # a run claimed at creation stays unclaimed if its queue has limits: only a claim admits
+        unclaimed = _unclaimed(run, events) if run.owner is not None else None
+        claimed = (run, tuple(getattr(run, c) for c in RUN_COLUMNS), _event_rows(events))
 
         def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+            record, values, rows = claimed
+            if unclaimed is not None and conn.execute(_QUEUE_LIMITED, (run.queue,)).fetchone():
+                record, values, rows = unclaimed
             stored = spill_values(conn, values, RUN_PAYLOADS, run.created_at, threshold)
             if conn.execute(_RUN_INSERT, stored).rowcount == 1:
                 _insert_events(conn, rows)
-                return run, True
+                return record, True
             row = conn.execute(
                 f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
             ).fetchone()
@@ -499,6 +504,22 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
             .fetchall()
         )
         return [EventRecord(*r) for r in rows]
+
+
+_QUEUE_LIMITED = (
+    "SELECT 1 FROM queues WHERE name = ? AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)"
+)
+
+
+def _unclaimed(
+    run: RunRecord, events: Sequence[CloudEvent]
+) -> tuple[RunRecord, tuple, list[tuple]]:
+    """The run as it is inserted when a queue limit forbids claiming it at creation."""
+    record = dataclasses.replace(
+        run, status=RunStatus.ENQUEUED, owner=None, fence=0, attempt=0, started_at=None
+    )
+    values = tuple(getattr(record, c) for c in RUN_COLUMNS)
+    return record, values, _event_rows([e for e in events if e.type != RUN_STARTED])
 
 
 def _queue_filter(

@@ -8,6 +8,10 @@ a savepoint around each operation: the failing one alone is undone, the rest com
 Rows an operation defers (`conn.defer`, used for event rows) are inserted with one statement
 per group just before the commit, which keeps the writer's statements, and so its hand-offs
 of the GIL, few.
+
+A caller that blocks on its future while the writer is idle commits the waiting group itself
+(`lead`): a lone caller then pays no thread hand-off, while concurrent callers still share
+one commit. One lock keeps a single committer at a time; futures are resolved outside it.
 """
 
 from __future__ import annotations
@@ -29,11 +33,26 @@ _STOP = object()
 _BUSY_RETRIES = 50
 
 
+class _Pending(Future):
+    """A write's future: waiting on it commits the waiting group here if the writer is idle."""
+
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done():
+            self._writer.lead()
+        return super().result(timeout)
+
+
 class GroupCommitWriter:
     def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 512) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._closed = False
+        self._commit_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         self._ready: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._run, args=(connect,), name="baton-sqlite-writer", daemon=True
@@ -42,7 +61,7 @@ class GroupCommitWriter:
         self._ready.result()  # surface open errors in the caller
 
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> Future[T]:
-        fut: Future[T] = Future()
+        fut: Future[T] = _Pending(self)
         if self._closed:
             fut.set_exception(StoreError("the store is closed"))
             return fut
@@ -60,6 +79,30 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         self._thread.join()
 
+    def lead(self) -> None:
+        """Commit the waiting group in this thread, unless a commit is under way or the
+        writer is stopping (then the writer thread commits it)."""
+        if self._closed or not self._commit_lock.acquire(blocking=False):
+            return
+        try:
+            conn = self._conn
+            if conn is None:
+                return
+            batch = []
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:  # closing meanwhile: hand the rest to the thread
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+            outcome = self._commit(conn, batch) if batch else []
+        finally:
+            self._commit_lock.release()
+        _resolve(outcome)
+
     # -- thread ------------------------------------------------------------------------------
     def _run(self, connect: Callable[[], sqlite3.Connection]) -> None:
         try:
@@ -67,29 +110,36 @@ class GroupCommitWriter:
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
+        self._conn = conn
         self._ready.set_result(None)
         try:
             stopping = False
             while not stopping:
                 item = self._queue.get()
                 batch = []
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= self._max_batch:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._commit(conn, batch)
+                with self._commit_lock:
+                    while True:
+                        if item is _STOP:
+                            stopping = True
+                            break
+                        batch.append(item)
+                        if len(batch) >= self._max_batch:
+                            break
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                    outcome = self._commit(conn, batch) if batch else []
+                _resolve(outcome)
         finally:
-            conn.close()
+            with self._commit_lock:
+                self._conn = None
+                conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, Future]]) -> None:
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[tuple[Op, Future]]
+    ) -> list[tuple[Future, bool, Any]]:
+        """Commit the group; return each future's outcome, to be resolved without the lock."""
         live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
         isolate = False
         for attempt in range(_BUSY_RETRIES):
@@ -111,12 +161,7 @@ class GroupCommitWriter:
             except BaseException as exc:
                 _rollback(conn)
                 return _fail_all(live, exc)
-            for (_, fut), (ok, value) in zip(live, results, strict=True):
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-            return None
+            return [(fut, ok, value) for (_, fut), (ok, value) in zip(live, results, strict=True)]
         return _fail_all(live, StoreError("the database stayed locked by another process"))
 
     @staticmethod
@@ -163,9 +208,16 @@ def _rollback(conn: sqlite3.Connection) -> None:
         pass
 
 
-def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> None:
+def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> list[tuple[Future, bool, Any]]:
     err = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {exc}")
     if err is not exc:
         err.__cause__ = exc
-    for _, fut in live:
-        fut.set_exception(err)
+    return [(fut, False, err) for _, fut in live]
+
+
+def _resolve(outcome: list[tuple[Future, bool, Any]]) -> None:
+    for fut, ok, value in outcome:
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
