@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 import baton
 from baton.cli.main import app as cli_app
-from baton.store.sqlite.payloads import PREFIX
+from baton.store.sql.payloads import PREFIX
 
 calls: Counter[str] = Counter()
 state = {"card_ok": True}

@@ -15,8 +15,8 @@ import baton
 from baton.cli.main import app as cli_app
 from baton.core import serialization
 from baton.store import RunRecord, RunStatus, StepRecord, StepStatus
+from baton.store.sql.payloads import PREFIX, resolve, spill
 from baton.store.sqlite import SQLiteStore
-from baton.store.sqlite.payloads import PREFIX, resolve, spill
 
 THRESHOLD = 1024
 BIG = "payload-" + "x" * 4000  # well above THRESHOLD once serialized

@@ -1,5 +1,5 @@
 """The embedded SQLite backend."""
 
-from baton.store.sqlite.backend import SQLiteStore
+from baton.store.sqlite.store import SQLiteStore
 
 __all__ = ["SQLiteStore"]

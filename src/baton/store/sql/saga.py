@@ -11,7 +11,6 @@ COMPENSATING run stays COMPENSATING (see `_CLAIMED_STATUS`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -28,10 +27,11 @@ from baton.store.records import (
     StepRecord,
     StepStatus,
 )
-from baton.store.sqlite.payloads import STEP_PAYLOADS, run_record, spill_values
-from baton.store.sqlite.sql import (
+from baton.store.sql.payloads import STEP_PAYLOADS, run_record, spill_values
+from baton.store.sql.text import (
     _STEP_UPSERT,
     _WAKE,
+    Conn,
     _check_fence,
     _event_rows,
     _get,
@@ -49,14 +49,12 @@ _COMPENSATING = (
 )
 
 
-def compensable(conn: sqlite3.Connection, run_id: str) -> bool:
+def compensable(conn: Conn, run_id: str) -> bool:
     """Whether the run has a completed step with a compensation."""
     return conn.execute(_COMPENSABLE, (run_id,)).fetchone() is not None
 
 
-def start_compensating(
-    conn: sqlite3.Connection, run_id: str, error: str | None, now: float
-) -> RunRecord:
+def start_compensating(conn: Conn, run_id: str, error: str | None, now: float) -> RunRecord:
     row = conn.execute(_COMPENSATING, (error, now, now, run_id)).fetchone()
     return run_record(conn, row)
 
@@ -86,7 +84,7 @@ class SagaOps:
         threshold = self.payload_threshold
         rows = {k: _event_rows(v) for k, v in events.items()}
 
-        def op(conn: sqlite3.Connection) -> str:
+        def op(conn: Conn) -> str:
             _check_fence(conn, run_id, fence)
             if step_values:
                 conn.execute(
@@ -123,9 +121,9 @@ class SagaOps:
         rows = {k: _event_rows(v) for k, v in events.items()}
         source = next((e.source for v in events.values() for e in v), "baton")
 
-        def op(conn: sqlite3.Connection) -> RunRecord:
+        def op(conn: Conn) -> RunRecord:
             # imported here: the backend module imports this one for its base class
-            from baton.store.sqlite.backend import _cancel_children
+            from baton.store.sql.base import _cancel_children
 
             run = _get(conn, run_id)
             if run.status in TERMINAL or run.status == RunStatus.COMPENSATING:
@@ -158,7 +156,7 @@ class SagaOps:
         Returns None, changing nothing, for any other run (RunNotFound for an unknown one)."""
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> RunRecord | None:
+        def op(conn: Conn) -> RunRecord | None:
             run = _get(conn, run_id)
             if run.status != RunStatus.DEAD:
                 return None

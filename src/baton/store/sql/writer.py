@@ -27,10 +27,36 @@ from typing import Any, TypeVar
 from baton.core.errors import StoreError
 
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
+Op = Callable[[Any], Any]
 
 _STOP = object()
-_BUSY_RETRIES = 50
+
+
+class WriterPolicy:
+    """What a backend's errors mean to the writer. This one is SQLite's."""
+
+    begin = "BEGIN IMMEDIATE"
+
+    def dooms_group(self, exc: BaseException) -> bool:
+        """Raised by one operation, does `exc` fail (or retry) the whole group?"""
+        if not isinstance(exc, sqlite3.OperationalError):
+            return False
+        text = str(exc)
+        return any(word in text for word in ("locked", "busy", "I/O", "disk", "readonly"))
+
+    def retry_delay(self, exc: BaseException, attempt: int) -> float | None:
+        """The group failed with `exc`: wait this long and run it again, or None to fail it."""
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return min(0.001 * 2**attempt, 0.05) if attempt < 50 else None
+        return None
+
+    def broken(self, conn: Any, exc: BaseException) -> bool:
+        """Is the connection unusable after `exc` (then it is opened again)?"""
+        return False
+
+    def unavailable(self, exc: BaseException) -> StoreError:
+        return StoreError(f"commit failed: {exc}")
 
 
 class _Pending(Future):
@@ -47,20 +73,26 @@ class _Pending(Future):
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        max_batch: int = 512,
+        policy: WriterPolicy | None = None,
+        name: str = "baton-sqlite-writer",
+    ) -> None:
+        self._policy = policy or WriterPolicy()
+        self._connect = connect
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._closed = False
         self._commit_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._ready: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(connect,), name="baton-sqlite-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(connect,), name=name, daemon=True)
         self._thread.start()
         self._ready.result()  # surface open errors in the caller
 
-    def submit(self, op: Callable[[sqlite3.Connection], T]) -> Future[T]:
+    def submit(self, op: Callable[[Any], T]) -> Future[T]:
         fut: Future[T] = _Pending(self)
         if self._closed:
             fut.set_exception(StoreError("the store is closed"))
@@ -68,7 +100,7 @@ class GroupCommitWriter:
         self._queue.put((op, fut))
         return fut
 
-    def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    def call(self, op: Callable[[Any], T]) -> T:
         return self.submit(op).result()
 
     def close(self) -> None:
@@ -85,8 +117,7 @@ class GroupCommitWriter:
         if self._closed or not self._commit_lock.acquire(blocking=False):
             return
         try:
-            conn = self._conn
-            if conn is None:
+            if self._conn is None:
                 return
             batch = []
             while len(batch) < self._max_batch:
@@ -98,13 +129,13 @@ class GroupCommitWriter:
                     self._queue.put(_STOP)
                     break
                 batch.append(item)
-            outcome = self._commit(conn, batch) if batch else []
+            outcome = self._commit(batch) if batch else []
         finally:
             self._commit_lock.release()
         _resolve(outcome)
 
     # -- thread ------------------------------------------------------------------------------
-    def _run(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def _run(self, connect: Callable[[], Any]) -> None:
         try:
             conn = connect()
         except BaseException as exc:
@@ -129,20 +160,27 @@ class GroupCommitWriter:
                             item = self._queue.get_nowait()
                         except queue.Empty:
                             break
-                    outcome = self._commit(conn, batch) if batch else []
+                    outcome = self._commit(batch) if batch else []
                 _resolve(outcome)
         finally:
             with self._commit_lock:
+                _close(self._conn)
                 self._conn = None
-                conn.close()
 
-    def _commit(
-        self, conn: sqlite3.Connection, batch: list[tuple[Op, Future]]
-    ) -> list[tuple[Future, bool, Any]]:
+    def _commit(self, batch: list[tuple[Op, Future]]) -> list[tuple[Future, bool, Any]]:
         """Commit the group; return each future's outcome, to be resolved without the lock."""
         live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
+        policy = self._policy
         isolate = False
-        for attempt in range(_BUSY_RETRIES):
+        attempt = 0
+        while True:
+            conn = self._conn
+            if conn is None:  # lost with an earlier group: open it again, or fail this one
+                try:
+                    conn = self._conn = self._connect()
+                except BaseException as exc:
+                    return _fail_all(live, exc)
+            committing = False
             try:
                 results = self._apply(conn, live, isolate)
                 if not isolate and not all(ok for ok, _ in results):
@@ -151,27 +189,33 @@ class GroupCommitWriter:
                     results = self._apply(conn, live, isolate)
                 for sql, rows in getattr(conn, "deferred", {}).items():
                     conn.executemany(sql, rows)  # one statement for the whole group
+                committing = True
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                _rollback(conn)
-                if "locked" in str(exc) or "busy" in str(exc):
-                    time.sleep(min(0.001 * 2**attempt, 0.05))
-                    continue
-                return _fail_all(live, exc)
             except BaseException as exc:
-                _rollback(conn)
-                return _fail_all(live, exc)
+                if policy.broken(conn, exc):
+                    _close(conn)
+                    self._conn = None
+                    if committing:  # it may have committed: the callers must look again
+                        return _fail_all(live, policy.unavailable(exc))
+                else:
+                    _rollback(conn)
+                delay = policy.retry_delay(exc, attempt)
+                if delay is None:
+                    return _fail_all(
+                        live, policy.unavailable(exc) if policy.dooms_group(exc) else exc
+                    )
+                attempt += 1
+                time.sleep(delay)
+                continue
             return [(fut, ok, value) for (_, fut), (ok, value) in zip(live, results, strict=True)]
-        return _fail_all(live, StoreError("the database stayed locked by another process"))
 
-    @staticmethod
     def _apply(
-        conn: sqlite3.Connection, live: list[tuple[Op, Future]], isolate: bool
+        self, conn: Any, live: list[tuple[Op, Future]], isolate: bool
     ) -> list[tuple[bool, Any]]:
         """Run the group; without `isolate`, stop at the first failure (it will be re-run)."""
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(self._policy.begin)
         deferred: dict[str, list[tuple]] = {}
-        conn.deferred = deferred  # type: ignore[attr-defined]
+        conn.deferred = deferred
         results: list[tuple[bool, Any]] = []
         for op, _ in live:
             if isolate:
@@ -180,8 +224,8 @@ class GroupCommitWriter:
             try:
                 value = op(conn)
             except Exception as exc:
-                if isinstance(exc, sqlite3.OperationalError) and _is_fatal(exc):
-                    raise  # busy or I/O: the whole group is retried or failed
+                if self._policy.dooms_group(exc):
+                    raise  # busy, I/O, a lost connection: the whole group is retried or failed
                 if not isolate:
                     return [*results, (False, exc)]
                 conn.execute("ROLLBACK TO op")
@@ -196,16 +240,19 @@ class GroupCommitWriter:
         return results
 
 
-def _is_fatal(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return any(word in text for word in ("locked", "busy", "I/O", "disk", "readonly"))
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
+def _rollback(conn: Any) -> None:
     try:
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
+    except Exception:
         pass
+
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass
 
 
 def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> list[tuple[Future, bool, Any]]:

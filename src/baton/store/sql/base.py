@@ -1,16 +1,14 @@
-"""SQLite implementation of the Store protocol: WAL, one group-commit writer, many readers."""
+"""The Store protocol in SQL, shared by the SQLite and PostgreSQL backends."""
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from pathlib import Path
+from typing import Any
 
 from baton.core import serialization
-from baton.core.errors import FenceLost, InvalidState, StoreUnavailable
+from baton.core.errors import FenceLost, InvalidState
 from baton.core.events import (
     RUN_CANCELLED,
     RUN_FAILED,
@@ -32,12 +30,10 @@ from baton.store.records import (
     StepStatus,
     WorkerRecord,
 )
-from baton.store.sqlite.children import ChildOps
-from baton.store.sqlite.connection import SYNCHRONOUS_MODES, connect, prepare
-from baton.store.sqlite.flow import FlowOps, claim_rows
-from baton.store.sqlite.forks import ForkOps
-from baton.store.sqlite.payloads import (
-    DEFAULT_THRESHOLD,
+from baton.store.sql.children import ChildOps
+from baton.store.sql.flow import FlowOps, claim_rows
+from baton.store.sql.forks import ForkOps
+from baton.store.sql.payloads import (
     RUN_PAYLOADS,
     STEP_PAYLOADS,
     run_record,
@@ -45,9 +41,9 @@ from baton.store.sqlite.payloads import (
     spill_values,
     step_record,
 )
-from baton.store.sqlite.saga import SagaOps
-from baton.store.sqlite.schedules import ScheduleOps
-from baton.store.sqlite.sql import (  # noqa: F401  (re-exported for the other modules)
+from baton.store.sql.saga import SagaOps
+from baton.store.sql.schedules import ScheduleOps
+from baton.store.sql.text import (  # noqa: F401  (re-exported for the other modules)
     _ACTIVE,
     _CLAIMED_STATUS,
     _EVENT_INSERT,
@@ -60,75 +56,33 @@ from baton.store.sqlite.sql import (  # noqa: F401  (re-exported for the other m
     _STEP_UPSERT,
     _UNCLAIMED_STATUS,
     _WAKE,
+    Conn,
     _check_fence,
     _event_rows,
     _get,
     _insert_events,
 )
-from baton.store.sqlite.waits import WaitOps
-from baton.store.sqlite.writer import GroupCommitWriter
+from baton.store.sql.waits import WaitOps
+from baton.store.sql.writer import GroupCommitWriter
 
 
-class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
-    """A Baton store in one SQLite file (created, with its directory, when missing)."""
+class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
+    """The Store protocol over SQL, shared by the SQLite and PostgreSQL backends.
 
-    def __init__(
-        self,
-        path: Path | str,
-        synchronous: str = "FULL",
-        busy_timeout_ms: int = 30_000,
-        max_batch: int = 512,
-        payload_threshold: int = DEFAULT_THRESHOLD,
-    ) -> None:
-        path = Path(path)
-        if not isinstance(payload_threshold, int) or payload_threshold < 0:
-            raise ValueError(f"payload_threshold must be an int >= 0, got {payload_threshold!r}")
-        # serialized values longer than this (in characters) are stored once in `payloads`
-        self.payload_threshold = payload_threshold
-        self.path = path
-        self.location = f"sqlite:///{path}"
-        synchronous = synchronous.upper()
-        if synchronous not in SYNCHRONOUS_MODES:
-            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
-        if path.is_dir():
-            raise StoreUnavailable(str(path), "it is a directory")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(str(path), exc.strerror or str(exc)) from None
-        self._connect_args = (path, synchronous, busy_timeout_ms)
+    Writes are operations (functions of a connection) run by the backend's group-commit
+    writer; reads go through `_read()`. SQL is written once, in the dialect both accept, with
+    `?` placeholders; a backend's connection adapts what differs (see `store/postgres`).
+    """
 
-        def open_writer() -> sqlite3.Connection:
-            conn = connect(path, synchronous, busy_timeout_ms, readonly=False)
-            try:
-                prepare(conn, str(path))
-            except BaseException:
-                conn.close()
-                raise
-            return conn
+    location: str
+    payload_threshold: int
+    _writer: GroupCommitWriter
 
-        self._writer = GroupCommitWriter(open_writer, max_batch=max_batch)
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-
-    # -- plumbing ------------------------------------------------------------------------
-    def _read(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            path, synchronous, busy = self._connect_args
-            conn = connect(path, synchronous, busy, readonly=True)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+    def _read(self) -> Any:
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._writer.close()
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        raise NotImplementedError
 
     def write(self, op) -> Future:  # type: ignore[no-untyped-def]
         """Run `op(connection)` in the writer's next group commit."""
@@ -143,7 +97,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         unclaimed = _unclaimed(run, events) if run.owner is not None else None
         claimed = (run, tuple(getattr(run, c) for c in RUN_COLUMNS), _event_rows(events))
 
-        def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+        def op(conn: Conn) -> tuple[RunRecord, bool]:
             record, values, rows = claimed
             if unclaimed is not None and conn.execute(_QUEUE_LIMITED, (run.queue,)).fetchone():
                 record, values, rows = unclaimed
@@ -170,9 +124,9 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     ) -> Future[list[RunRecord]]:
         where, params = _queue_filter(queues, served)
 
-        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+        def op(conn: Conn) -> list[RunRecord]:
             # one statement unless a due run is under a queue limit or a concurrency key
-            rows, retry_at = claim_rows(conn, worker_id, where, params, limit, now, lease)
+            rows, retry_at = self._claim_rows(conn, worker_id, where, params, limit, now, lease)
             runs = [run_record(conn, r) for r in rows]
             runs.sort(key=lambda r: (-r.priority, r.available_at, r.run_id))
             _insert_events(
@@ -189,6 +143,8 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
             return Claimed(runs, retry_at)
 
         return self._writer.submit(op)
+
+    _claim_rows = staticmethod(claim_rows)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         conn = self._read()
@@ -225,6 +181,8 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         wanted = set(status) if status else None
         return {s: n for s, n in rows if wanted is None or s in wanted}
 
+    _READY_RUNS = "runs"  # a backend may name the index to read
+
     def next_due(
         self, queues: Sequence[str] | None, served: Sequence[tuple[str, str]] | None = None
     ) -> float | None:
@@ -232,7 +190,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         row = (
             self._read()
             .execute(
-                f"SELECT MIN(available_at) FROM runs INDEXED BY runs_ready WHERE {_READY} {where}",
+                f"SELECT MIN(available_at) FROM {self._READY_RUNS} WHERE {_READY} {where}",
                 params,
             )
             .fetchone()
@@ -246,7 +204,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             stored = spill_values(conn, values, STEP_PAYLOADS, now, threshold)
             # one statement: no row means a stale fence, or a checkpoint already written
             if conn.execute(_STEP_FENCED_UPSERT, (*stored, step.run_id, fence)).rowcount != 1:
@@ -264,7 +222,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             _check_fence(conn, step.run_id, fence)
             conn.execute(_STEP_UPSERT, spill_values(conn, values, STEP_PAYLOADS, now, threshold))
             conn.execute(
@@ -292,7 +250,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             done = conn.execute(
                 "UPDATE runs SET status=?, output=?, error=?, owner=NULL, lease_expires_at=NULL, "
                 "updated_at=?, finished_at=? WHERE run_id=? AND fence=? "
@@ -316,7 +274,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     ) -> Future[None]:
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             _check_fence(conn, run_id, fence)
             conn.execute(
                 f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
@@ -333,7 +291,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     ) -> Future[RunRecord]:
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> RunRecord:
+        def op(conn: Conn) -> RunRecord:
             run = _get(conn, run_id)
             if run.status in TERMINAL:
                 raise InvalidState(run_id, run.status, "cancel")
@@ -356,7 +314,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     ) -> Future[RunRecord]:
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> RunRecord:
+        def op(conn: Conn) -> RunRecord:
             run = _get(conn, run_id)
             if run.status not in REDRIVABLE:
                 raise InvalidState(run_id, run.status, "redrive")
@@ -376,7 +334,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         return self._writer.submit(op)
 
     def expire_deadlines(self, now: float, error: str, source: str) -> Future[list[RunRecord]]:
-        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+        def op(conn: Conn) -> list[RunRecord]:
             rows = conn.execute(
                 f"UPDATE runs SET status='FAILED', owner=NULL, lease_expires_at=NULL, "
                 f"fence=fence+1, error=?, "
@@ -410,10 +368,14 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
     # -- workers -------------------------------------------------------------------------
     def register_worker(self, worker: WorkerRecord) -> Future[None]:
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO workers (worker_id, host, pid, process_started_at, "
-                "started_at, heartbeat_at, versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO workers (worker_id, host, pid, process_started_at, "
+                "started_at, heartbeat_at, versions) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (worker_id) DO UPDATE SET host=excluded.host, pid=excluded.pid, "
+                "process_started_at=excluded.process_started_at, "
+                "started_at=excluded.started_at, heartbeat_at=excluded.heartbeat_at, "
+                "versions=excluded.versions",
                 (
                     worker.worker_id,
                     worker.host,
@@ -428,7 +390,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         return self._writer.submit(op)
 
     def heartbeat(self, worker_id: str, now: float) -> Future[bool]:
-        def op(conn: sqlite3.Connection) -> bool:
+        def op(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE workers SET heartbeat_at=? WHERE worker_id=?", (now, worker_id)
             )
@@ -459,7 +421,7 @@ class SQLiteStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
     ) -> Future[list[RunRecord]]:
         dead = list(dead_workers)
 
-        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+        def op(conn: Conn) -> list[RunRecord]:
             marks = ", ".join("?" for _ in dead)
             if dead:
                 conn.execute(f"DELETE FROM workers WHERE worker_id IN ({marks})", dead)
@@ -536,7 +498,7 @@ def _queue_filter(
     return where, params
 
 
-def _cancel_children(conn: sqlite3.Connection, parent: str, now: float, source: str) -> None:
+def _cancel_children(conn: Conn, parent: str, now: float, source: str) -> None:
     """Cancel every unfinished descendant of `parent`, in the same transaction (but for one
     that is COMPENSATING: undoing its steps is never cut short)."""
     pending = [parent]

@@ -12,12 +12,12 @@ Small values cost one length check on write and one prefix check on read.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from typing import overload
 
 from baton.core.errors import PayloadMissing
 from baton.store.records import RUN_COLUMNS, STEP_COLUMNS, RunRecord, StepRecord
+from baton.store.sql.text import Conn
 
 PREFIX = "@payload:"
 DEFAULT_THRESHOLD = 64 * 1024
@@ -33,12 +33,12 @@ _INSERT = (
 
 
 @overload
-def spill(conn: sqlite3.Connection, text: str, now: float, threshold: int) -> str: ...
+def spill(conn: Conn, text: str, now: float, threshold: int) -> str: ...
 @overload
-def spill(conn: sqlite3.Connection, text: None, now: float, threshold: int) -> None: ...
+def spill(conn: Conn, text: None, now: float, threshold: int) -> None: ...
 
 
-def spill(conn: sqlite3.Connection, text: str | None, now: float, threshold: int) -> str | None:
+def spill(conn: Conn, text: str | None, now: float, threshold: int) -> str | None:
     """`text` itself when it is at most `threshold` characters, else a reference to it.
 
     Call it in a write operation (on the writer's connection): the payload row commits, or
@@ -53,12 +53,12 @@ def spill(conn: sqlite3.Connection, text: str | None, now: float, threshold: int
 
 
 @overload
-def resolve(conn: sqlite3.Connection, text: str) -> str: ...
+def resolve(conn: Conn, text: str) -> str: ...
 @overload
-def resolve(conn: sqlite3.Connection, text: None) -> None: ...
+def resolve(conn: Conn, text: None) -> None: ...
 
 
-def resolve(conn: sqlite3.Connection, text: str | None) -> str | None:
+def resolve(conn: Conn, text: str | None) -> str | None:
     """The stored text a column holds: `text` itself, or the payload it refers to.
 
     Raises PayloadMissing when the referenced payload is not in the store.
@@ -77,7 +77,7 @@ def is_reference(text: str | None) -> bool:
 
 
 def spill_values(
-    conn: sqlite3.Connection,
+    conn: Conn,
     values: tuple,
     columns: Sequence[int],
     now: float,
@@ -99,7 +99,7 @@ def spill_values(
     return tuple(out)
 
 
-def run_record(conn: sqlite3.Connection, row: Sequence) -> RunRecord:
+def run_record(conn: Conn, row: Sequence) -> RunRecord:
     """A runs row (RUN_COLUMNS order) as a record, its input and output resolved."""
     run = RunRecord(*row)
     if is_reference(run.input):
@@ -109,7 +109,7 @@ def run_record(conn: sqlite3.Connection, row: Sequence) -> RunRecord:
     return run
 
 
-def step_record(conn: sqlite3.Connection, row: Sequence) -> StepRecord:
+def step_record(conn: Conn, row: Sequence) -> StepRecord:
     """A steps row (STEP_COLUMNS order) as a record, its output and input resolved."""
     step = StepRecord(*row)
     if is_reference(step.output):

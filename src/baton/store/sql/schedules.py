@@ -9,7 +9,6 @@ changed since returns None and nothing is written.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -25,8 +24,8 @@ from baton.store.records import (
     ScheduleFiring,
     ScheduleRecord,
 )
-from baton.store.sqlite.payloads import RUN_PAYLOADS, run_record, spill_values
-from baton.store.sqlite.sql import _RUN_INSERT, _RUN_SELECT, _event_rows, _insert_events
+from baton.store.sql.payloads import RUN_PAYLOADS, run_record, spill_values
+from baton.store.sql.text import _RUN_INSERT, _RUN_SELECT, Conn, _event_rows, _insert_events
 
 _SELECT = f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules"
 _INSERT = (
@@ -57,7 +56,7 @@ class ScheduleOps:
         the timing (kind, spec, time zone) changed."""
         values = tuple(getattr(schedule, c) for c in SCHEDULE_COLUMNS)
 
-        def op(conn: sqlite3.Connection) -> tuple[ScheduleRecord, str]:
+        def op(conn: Conn) -> tuple[ScheduleRecord, str]:
             old = _get(conn, schedule.name)
             if old is None:
                 conn.execute(_INSERT, values)
@@ -90,7 +89,7 @@ class ScheduleOps:
         """Stop firing `name` (its events are written only if it was running)."""
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> ScheduleRecord:
+        def op(conn: Conn) -> ScheduleRecord:
             _must_get(conn, name)
             cur = conn.execute(
                 "UPDATE schedules SET paused = 1, updated_at = ? WHERE name = ? AND paused = 0",
@@ -113,7 +112,7 @@ class ScheduleOps:
         paused are not fired. A schedule that is not paused is left as it is."""
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> ScheduleRecord:
+        def op(conn: Conn) -> ScheduleRecord:
             schedule = _must_get(conn, name)
             if not schedule.paused:
                 return schedule
@@ -153,7 +152,7 @@ class ScheduleOps:
         `next_fire_at`, in one transaction. Returns the runs created."""
         threshold = self.payload_threshold
 
-        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+        def op(conn: Conn) -> list[RunRecord]:
             schedule = _get(conn, name)
             if schedule is None or schedule.paused:
                 return []
@@ -185,7 +184,7 @@ class ScheduleOps:
 
 
 def _insert_runs(
-    conn: sqlite3.Connection,
+    conn: Conn,
     runs: Sequence[tuple[RunRecord, list[CloudEvent]]],
     threshold: int,
 ) -> list[tuple[RunRecord, bool]]:
@@ -204,12 +203,12 @@ def _insert_runs(
     return out
 
 
-def _get(conn: sqlite3.Connection, name: str) -> ScheduleRecord | None:
+def _get(conn: Conn, name: str) -> ScheduleRecord | None:
     row = conn.execute(f"{_SELECT} WHERE name = ?", (name,)).fetchone()
     return ScheduleRecord.from_row(row) if row else None
 
 
-def _must_get(conn: sqlite3.Connection, name: str) -> ScheduleRecord:
+def _must_get(conn: Conn, name: str) -> ScheduleRecord:
     schedule = _get(conn, name)
     if schedule is None:
         raise ScheduleNotFound(name)

@@ -8,7 +8,6 @@ checkpoint, so a replay, a crash or a stale worker never makes two. When it ends
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -24,16 +23,17 @@ from baton.store.records import (
     StepRecord,
     StepStatus,
 )
-from baton.store.sqlite.payloads import RUN_PAYLOADS, resolve, run_record, spill_values
-from baton.store.sqlite.sql import (
+from baton.store.sql.payloads import RUN_PAYLOADS, resolve, run_record, spill_values
+from baton.store.sql.text import (
     _RUN_INSERT,
     _RUN_SELECT,
     _STEP_UPSERT,
+    Conn,
     _check_fence,
     _event_rows,
     _insert_events,
 )
-from baton.store.sqlite.waits import suspend
+from baton.store.sql.waits import suspend
 
 # (the parent's `child` checkpoint, the child run, the events of the child's creation)
 ChildStart = tuple[StepRecord, RunRecord, Sequence[CloudEvent]]
@@ -63,7 +63,7 @@ class ChildOps:
             for step, run, events in children
         ]
 
-        def op(conn: sqlite3.Connection) -> list[str]:
+        def op(conn: Conn) -> list[str]:
             ids: list[str] = []
             checked: set[str] = set()
             for step, run, values, rows in prepared:
@@ -108,7 +108,7 @@ class ChildOps:
         child that has not ended."""
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> list[StepRecord | None]:
+        def op(conn: Conn) -> list[StepRecord | None]:
             _check_fence(conn, run_id, fence)
             out: list[StepRecord | None] = []
             for step, child_id in zip(waiting, children, strict=True):

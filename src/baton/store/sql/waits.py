@@ -7,7 +7,6 @@ run suspends only if nothing woke it since it was claimed, so no wake-up is ever
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -31,10 +30,11 @@ from baton.store.records import (
     StepRecord,
     StepStatus,
 )
-from baton.store.sqlite.payloads import STEP_PAYLOADS, resolve, spill, spill_values
-from baton.store.sqlite.sql import (
+from baton.store.sql.payloads import STEP_PAYLOADS, resolve, spill, spill_values
+from baton.store.sql.text import (
     _STEP_UPSERT,
     _WAKE,
+    Conn,
     _check_fence,
     _event_rows,
     _get,
@@ -48,7 +48,7 @@ _APPROVAL_COLUMNS = (
 
 
 def suspend(
-    conn: sqlite3.Connection, run_id: str, fence: int, seen: int, available_at: float, now: float
+    conn: Conn, run_id: str, fence: int, seen: int, available_at: float, now: float
 ) -> None:
     """Hand a RUNNING run back as WAITING until `available_at`, or at once if woken meanwhile."""
     cur = conn.execute(
@@ -61,7 +61,7 @@ def suspend(
         raise FenceLost(run_id, fence)
 
 
-def _save(conn: sqlite3.Connection, step: StepRecord, threshold: int) -> None:
+def _save(conn: Conn, step: StepRecord, threshold: int) -> None:
     values = tuple(getattr(step, c) for c in STEP_COLUMNS)
     now = step.finished_at or step.started_at
     conn.execute(_STEP_UPSERT, spill_values(conn, values, STEP_PAYLOADS, now, threshold))
@@ -87,7 +87,7 @@ class WaitOps:
     ) -> Future[None]:
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Conn) -> None:
             suspend(conn, run_id, fence, seen_wakeups, available_at, now)
             if step is not None:
                 _save(conn, step, self.payload_threshold)
@@ -102,7 +102,7 @@ class WaitOps:
         rows = _event_rows(events)
         signal_id = new_id()
 
-        def op(conn: sqlite3.Connection) -> str:
+        def op(conn: Conn) -> str:
             run = _get(conn, run_id)
             if run.status in TERMINAL:
                 raise InvalidState(run_id, run.status, f"signal {name!r} to")
@@ -134,7 +134,7 @@ class WaitOps:
         ("timeout", None) or ("waiting", None), in one transaction."""
         rows = {k: _event_rows(v) for k, v in events.items()}
 
-        def op(conn: sqlite3.Connection) -> tuple[str, str | None]:
+        def op(conn: Conn) -> tuple[str, str | None]:
             _check_fence(conn, step.run_id, fence)
             found = conn.execute(
                 "SELECT seq, payload FROM signals WHERE run_id=? AND name=? "
@@ -192,7 +192,7 @@ class WaitOps:
         its timeout policy; suspend the run while it is pending. Returns ("decided", decision),
         ("failed", error document) or ("waiting", None)."""
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any] | None]:
+        def op(conn: Conn) -> tuple[str, dict[str, Any] | None]:
             _check_fence(conn, step.run_id, fence)
             row = conn.execute(
                 f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id=? AND seq=?",
@@ -272,7 +272,7 @@ class WaitOps:
         now: float,
         make_event: Any,
     ) -> Future[ApprovalRecord]:
-        def op(conn: sqlite3.Connection) -> ApprovalRecord:
+        def op(conn: Conn) -> ApprovalRecord:
             run = _get(conn, run_id)
             row = conn.execute(
                 f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id=? AND name=? "

@@ -11,7 +11,6 @@ recent first starts, and admits the due runs one by one in claim order (`Admissi
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -20,12 +19,13 @@ from baton.core.errors import FlowControlError
 from baton.core.events import RUN_DEBOUNCED, CloudEvent, run_event
 from baton.store.flow import DEFAULT_KEY_LIMIT, RATE_HISTORY_MARGIN, Admission, Queue
 from baton.store.records import RUN_COLUMNS, RunRecord
-from baton.store.sqlite.payloads import RUN_PAYLOADS, run_record, spill, spill_values
-from baton.store.sqlite.sql import (
+from baton.store.sql.payloads import RUN_PAYLOADS, run_record, spill, spill_values
+from baton.store.sql.text import (
     _CLAIMED_STATUS,
     _READY,
     _RUN_INSERT,
     _RUN_SELECT,
+    Conn,
     _event_rows,
     _insert_events,
 )
@@ -50,7 +50,7 @@ _QUEUE_COLUMNS = "name, concurrency, key_concurrency, rate_limit, rate_period"
 
 
 def claim_rows(
-    conn: sqlite3.Connection,
+    conn: Conn,
     worker_id: str,
     where: str,
     params: tuple,
@@ -77,7 +77,7 @@ def claim_rows(
 
 
 def _claim_admitted(
-    conn: sqlite3.Connection,
+    conn: Conn,
     claim: tuple,
     where: str,
     params: tuple,
@@ -162,7 +162,7 @@ def _claim_admitted(
     return rows, min(frees, default=None)
 
 
-def _window_count(conn: sqlite3.Connection, q: Queue, now: float) -> int:
+def _window_count(conn: Conn, q: Queue, now: float) -> int:
     # starts stamped after `now` count too: another process's clock read may be a little later
     return conn.execute(
         "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND at > ?",
@@ -170,7 +170,7 @@ def _window_count(conn: sqlite3.Connection, q: Queue, now: float) -> int:
     ).fetchone()[0]
 
 
-def _window_frees_at(conn: sqlite3.Connection, q: Queue, now: float) -> float | None:
+def _window_frees_at(conn: Conn, q: Queue, now: float) -> float | None:
     """When `q`'s window next has room: its oldest start that must leave it, plus the period."""
     assert q.rate_limit is not None
     excess = _window_count(conn, q, now) - q.rate_limit
@@ -205,7 +205,7 @@ class FlowOps:
     def define_queue(self, queue: Queue, now: float) -> Future[Queue]:
         """Create or replace `queue`'s limits; every process's next claim obeys them."""
 
-        def op(conn: sqlite3.Connection) -> Queue:
+        def op(conn: Conn) -> Queue:
             conn.execute(
                 f"INSERT INTO queues ({_QUEUE_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, "
@@ -250,7 +250,7 @@ class FlowOps:
         threshold = self.payload_threshold
         now = run.created_at
 
-        def op(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+        def op(conn: Conn) -> tuple[RunRecord, bool]:
             if run.idempotency_key is not None:
                 row = conn.execute(
                     f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)

@@ -1,14 +1,23 @@
-"""SQL text and small helpers shared by the SQLite store's modules."""
+"""SQL text and small helpers shared by the SQL store's modules."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from baton.core import serialization
 from baton.core.errors import FenceLost, RunNotFound
 from baton.core.events import CloudEvent
 from baton.store.records import RUN_COLUMNS, STEP_COLUMNS, RunRecord, RunStatus
+
+
+class Conn(Protocol):
+    """What operations need of a connection: `sqlite3.Connection`, or the PostgreSQL adapter."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
+
 
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 _RUN_INSERT = (
@@ -53,14 +62,14 @@ _WAKE = (
 )
 
 
-def _get(conn: sqlite3.Connection, run_id: str) -> RunRecord:
+def _get(conn: Conn, run_id: str) -> RunRecord:
     row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(run_id)
     return RunRecord(*row)
 
 
-def _check_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
+def _check_fence(conn: Conn, run_id: str, fence: int) -> None:
     row = conn.execute("SELECT fence, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None or row[0] != fence or row[1] not in _ACTIVE:
         raise FenceLost(run_id, fence)
@@ -83,7 +92,7 @@ def _event_rows(events: Sequence[CloudEvent]) -> list[tuple]:
     ]
 
 
-def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+def _insert_events(conn: Conn, rows: Sequence[tuple]) -> None:
     if not rows:
         return
     defer = getattr(conn, "defer", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 from baton.core.errors import StepNotFound
 from baton.core.events import CloudEvent
 from baton.store.records import RUN_COLUMNS, STEP_COLUMNS, RunRecord, StepStatus
-from baton.store.sqlite.payloads import RUN_PAYLOADS, spill_values
-from baton.store.sqlite.sql import _event_rows, _get, _insert_events
+from baton.store.sql.payloads import RUN_PAYLOADS, spill_values
+from baton.store.sql.text import Conn, _event_rows, _get, _insert_events
 
 # every column as is (large payloads stay shared references), under the new run's id;
 # compensation records belong to the source's undo, not to its forward progress
@@ -26,7 +25,7 @@ _INSERT_RUN = (
 )
 
 
-def highest_step(conn: sqlite3.Connection, run_id: str) -> int:
+def highest_step(conn: Conn, run_id: str) -> int:
     """The highest checkpoint number a run has recorded (0 when it has none)."""
     return conn.execute(
         "SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?", (run_id,)
@@ -55,7 +54,7 @@ class ForkOps:
         threshold = self.payload_threshold
         rows = _event_rows(events)
 
-        def op(conn: sqlite3.Connection) -> RunRecord:
+        def op(conn: Conn) -> RunRecord:
             _get(conn, source_id)
             highest = highest_step(conn, source_id)
             if not 1 <= from_step <= highest + 1:
