@@ -61,12 +61,14 @@ class App:
         poll_interval: float = 1.0,
         heartbeat_interval: float = 2.0,
         worker_ttl: float = 30.0,
-        synchronous: str = "FULL",
-        payload_threshold: int = 64 * 1024,
+        synchronous: str | None = None,
+        payload_threshold: int | None = None,
     ) -> None:
-        # store options apply when the App opens the store; a Store object keeps its own
+        # store options apply when the App opens the store; a Store object keeps its own.
+        # Unset, each backend's default holds (SQLite: synchronous=FULL; payloads: 64 KiB)
+        given = {"synchronous": synchronous, "payload_threshold": payload_threshold}
         options = (
-            {"synchronous": synchronous, "payload_threshold": payload_threshold}
+            {k: v for k, v in given.items() if v is not None}
             if isinstance(store, str | os.PathLike | None)
             else {}
         )

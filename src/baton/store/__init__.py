@@ -44,9 +44,18 @@ def open_store(location: str | os.PathLike[str] | Store | None = None, **options
     text = os.fspath(location) if location is not None else None
     text = text or os.environ.get("BATON_STORE") or DEFAULT_LOCATION
     if text.startswith(("postgresql://", "postgres://")):
-        from baton.core.errors import StoreUnavailable
+        try:
+            from baton.store.postgres import PostgresStore
+        except ImportError:
+            from baton.core.errors import StoreUnavailable
 
-        raise StoreUnavailable(text, "the PostgreSQL backend is not available in this version")
+            shown = text.split("@")[-1]
+            raise StoreUnavailable(
+                shown, "PostgreSQL needs psycopg: pip install 'baton[postgres]'"
+            ) from None
+        if "synchronous" in options:
+            raise ValueError("synchronous= applies to SQLite stores only")
+        return PostgresStore(text, **options)  # type: ignore[arg-type]
     if text.startswith("sqlite://"):
         # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them
         text = text.removeprefix("sqlite://").removeprefix("/")

@@ -152,7 +152,8 @@ def _claim_admitted(
     rows: list[tuple] = []
     if admitted:
         rows = conn.execute(
-            f"UPDATE runs {_CLAIM_SET} WHERE run_id IN ({_marks(admitted)}) {_RETURNING}",
+            f"UPDATE runs {_CLAIM_SET} WHERE run_id IN ({_marks(admitted)}) AND {_READY} "
+            f"{_RETURNING}",
             (*claim, *admitted),
         ).fetchall()
         if first_starts:

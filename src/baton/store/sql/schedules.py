@@ -25,7 +25,14 @@ from baton.store.records import (
     ScheduleRecord,
 )
 from baton.store.sql.payloads import RUN_PAYLOADS, run_record, spill_values
-from baton.store.sql.text import _RUN_INSERT, _RUN_SELECT, Conn, _event_rows, _insert_events
+from baton.store.sql.text import (
+    _RUN_INSERT,
+    _RUN_SELECT,
+    Conn,
+    _event_rows,
+    _insert_events,
+    _lock_key,
+)
 
 _SELECT = f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules"
 _INSERT = (
@@ -35,7 +42,8 @@ _INSERT = (
 _TIMING = ("kind", "spec", "timezone")
 # a schedule's runs that have not ended, and those of them not started yet
 _UNFINISHED = (
-    "SELECT COUNT(*), COALESCE(SUM(status = 'ENQUEUED' AND started_at IS NULL), 0) FROM runs "
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'ENQUEUED' AND started_at IS NULL "
+    "THEN 1 ELSE 0 END), 0) FROM runs "
     f"WHERE schedule = ? AND status NOT IN ({', '.join(repr(str(s)) for s in TERMINAL)})"
 )
 
@@ -54,9 +62,10 @@ class ScheduleOps:
         """Insert or update a declared schedule; returns the stored row and "created",
         "updated" or "unchanged". An update keeps `paused`, and keeps `next_fire_at` unless
         the timing (kind, spec, time zone) changed."""
-        values = tuple(getattr(schedule, c) for c in SCHEDULE_COLUMNS)
+        values = tuple(_db_value(getattr(schedule, c)) for c in SCHEDULE_COLUMNS)
 
         def op(conn: Conn) -> tuple[ScheduleRecord, str]:
+            _lock_key(conn, f"baton:schedule:{schedule.name}")
             old = _get(conn, schedule.name)
             if old is None:
                 conn.execute(_INSERT, values)
@@ -90,6 +99,7 @@ class ScheduleOps:
         rows = _event_rows(events)
 
         def op(conn: Conn) -> ScheduleRecord:
+            _lock_key(conn, f"baton:schedule:{name}")
             _must_get(conn, name)
             cur = conn.execute(
                 "UPDATE schedules SET paused = 1, updated_at = ? WHERE name = ? AND paused = 0",
@@ -113,6 +123,7 @@ class ScheduleOps:
         rows = _event_rows(events)
 
         def op(conn: Conn) -> ScheduleRecord:
+            _lock_key(conn, f"baton:schedule:{name}")
             schedule = _must_get(conn, name)
             if not schedule.paused:
                 return schedule
@@ -153,6 +164,7 @@ class ScheduleOps:
         threshold = self.payload_threshold
 
         def op(conn: Conn) -> list[RunRecord]:
+            _lock_key(conn, f"baton:schedule:{name}")  # two processes firing: one at a time
             schedule = _get(conn, name)
             if schedule is None or schedule.paused:
                 return []
@@ -201,6 +213,10 @@ def _insert_runs(
         ).fetchone()
         out.append((run_record(conn, row), False))
     return out
+
+
+def _db_value(value: object) -> object:
+    return int(value) if isinstance(value, bool) else value  # flags are integers in both
 
 
 def _get(conn: Conn, name: str) -> ScheduleRecord | None:

@@ -63,16 +63,29 @@ _WAKE = (
 
 
 def _get(conn: Conn, run_id: str) -> RunRecord:
-    row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?", (run_id,)).fetchone()
+    """The run, locked until the transaction ends where other processes write at once."""
+    lock = getattr(conn, "for_update", "")
+    row = conn.execute(f"{_RUN_SELECT} WHERE run_id = ?{lock}", (run_id,)).fetchone()
     if row is None:
         raise RunNotFound(run_id)
     return RunRecord(*row)
 
 
 def _check_fence(conn: Conn, run_id: str, fence: int) -> None:
-    row = conn.execute("SELECT fence, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    lock = getattr(conn, "for_update", "")
+    row = conn.execute(
+        f"SELECT fence, status FROM runs WHERE run_id = ?{lock}", (run_id,)
+    ).fetchone()
     if row is None or row[0] != fence or row[1] not in _ACTIVE:
         raise FenceLost(run_id, fence)
+
+
+def _lock_key(conn: Conn, key: str) -> None:
+    """Serialize transactions about `key` where other processes write at once (PostgreSQL);
+    SQLite's writer already runs one transaction at a time."""
+    lock = getattr(conn, "lock_key", None)
+    if lock is not None:
+        lock(key)
 
 
 def _event_rows(events: Sequence[CloudEvent]) -> list[tuple]:

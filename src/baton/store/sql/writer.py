@@ -178,8 +178,13 @@ class GroupCommitWriter:
             if conn is None:  # lost with an earlier group: open it again, or fail this one
                 try:
                     conn = self._conn = self._connect()
-                except BaseException as exc:
-                    return _fail_all(live, exc)
+                except Exception as exc:
+                    delay = policy.retry_delay(exc, attempt)
+                    if delay is None:
+                        return _fail_all(live, exc)
+                    attempt += 1
+                    time.sleep(delay)
+                    continue
             committing = False
             try:
                 results = self._apply(conn, live, isolate)
