@@ -79,6 +79,11 @@ class Runtime:
         self._next_sweep = 0.0
         self._held_until: float | None = None  # when a rate limit lets held-back runs in
         self._scheduler = Scheduler(store, registry, source, options.poll_interval)
+        # where many processes share a store, one leader runs the sweeps (schedules, deadlines,
+        # dead workers); each sweep is safe to race, so a lost leader costs nothing but time
+        self._try_lead: Callable[[], bool] | None = getattr(store, "try_lead", None)
+        self._leading = self._try_lead is None
+        self._unsubscribe: Callable[[], None] | None = None
         started: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._main, args=(started,), name="baton-runtime", daemon=True
@@ -204,6 +209,11 @@ class Runtime:
             started.set_exception(exc)
             self._loop.close()
             return
+        if self._try_lead is not None:
+            self._leading = self._try_lead()
+        subscribe = getattr(self.store, "subscribe", None)
+        if subscribe is not None:  # another process made work ready: look now, not at the poll
+            self._unsubscribe = subscribe(self.wake)
         started.set_result(None)
         self._tasks = [
             self._loop.create_task(self._dispatch_forever()),
@@ -216,6 +226,8 @@ class Runtime:
             self._loop.close()
 
     async def _stop(self, abandoned: bool) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -291,23 +303,33 @@ class Runtime:
     async def _dispatch_forever(self) -> None:
         assert self._wake is not None
         while not self.draining:
+            try:
+                await self._dispatch_once()
+            except StoreError as exc:  # the store is away for a moment: keep trying
+                log.error("dispatch failed", error=str(exc))
+                delay = self.options.poll_interval * random.uniform(0.8, 1.2)
+                await self.clock.sleep_until(self.clock.now() + delay, self._wake)
+
+    async def _dispatch_once(self) -> None:
+        assert self._wake is not None
+        if not self.draining:
             self._wake.clear()
             now = self.clock.now()
-            if now >= self._next_sweep:
+            if self._leading and now >= self._next_sweep:
                 await self._expire_deadlines(now)
             with self._lock:
                 free = self.options.concurrency - len(self._active) - self._reserved
             served = self.registry.served()
             target = now + self.options.poll_interval * random.uniform(0.8, 1.2)
             # due schedules first: the runs they start are claimed just below
-            fire_at = await self._scheduler.fire_due(now)
+            fire_at = await self._scheduler.fire_due(now) if self._leading else None
             if fire_at is not None:
                 target = min(target, fire_at)
             if free > 0 and served:
                 # a read first: most wake-ups (a run finished) find nothing due, and need no write
                 due = self.store.next_due(self.options.queues, served)
                 if due is not None and due <= now and await self._claim(free, now, served):
-                    continue  # look again at once: more may be due
+                    return  # look again at once: more may be due
                 if due is not None and due > now:
                     target = min(target, due)
                 # due runs that limits held back: a finished run wakes us, else the rate window
@@ -365,7 +387,14 @@ class Runtime:
                 if not alive:  # declared dead while frozen: our runs were requeued; rejoin
                     log.warning("worker row was removed; registering again")
                     await self._register()
-                await self._recover()
+                if self._try_lead is not None:
+                    leading = await self._loop.run_in_executor(None, self._try_lead)
+                    if leading != self._leading:
+                        log.info("leadership changed", leading=leading, worker=self.worker_id)
+                        self._leading = leading
+                        self._set_wake()
+                if self._leading:
+                    await self._recover()
                 await self._release_orphans()
             except StoreError as exc:
                 log.error("maintenance failed", error=str(exc))
