@@ -1,4 +1,4 @@
-"""The `baton` command: `baton [--store PATH] runs|dlq|events ...`."""
+"""The `baton` command: `baton [--store URL] runs|dlq|events|nodes|store ...`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from baton.cli import approvals, dlq, events, replay, runs, schedules
+from baton.cli import approvals, dlq, events, migrate, nodes, replay, runs, schedules
 from baton.store import DEFAULT_LOCATION
 
 app = typer.Typer(
     name="baton",
-    help="Inspect and operate a Baton store: runs, the dead-letter queue, the event log.",
+    help="Inspect and operate a Baton store: runs, the dead-letter queue, the event log, nodes.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -21,6 +21,8 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(migrate.app, name="store")
 app.command("replay-check")(replay.replay_check_command)
 
 
@@ -33,7 +35,7 @@ def root(
             "--store",
             envvar="BATON_STORE",
             metavar="PATH",
-            help="The store: a file path or sqlite:///path. It must exist.",
+            help="The store: a file path, sqlite:///path or postgresql://… It must exist.",
         ),
     ] = DEFAULT_LOCATION,
 ) -> None:

@@ -268,6 +268,10 @@ class Store(Protocol):
 
     def list_workers(self) -> list[WorkerRecord]: ...
 
+    def owned_runs(self) -> dict[str, int]:
+        """How many runs each worker holds (running or compensating), by worker id."""
+        ...
+
     def remove_worker(self, worker_id: str) -> Future[None]: ...
 
     def requeue_orphans(

@@ -64,10 +64,11 @@ def _readies(sql: str) -> bool:
 class Rows:
     """A read's result, fetched at once (the connection goes back to the pool)."""
 
-    def __init__(self, rows: list[tuple], rowcount: int) -> None:
+    def __init__(self, rows: list[tuple], rowcount: int, description: Any = None) -> None:
         self._rows = rows
         self._next = 0
         self.rowcount = rowcount
+        self.description = description
 
     def fetchone(self) -> tuple | None:
         if self._next >= len(self._rows):
@@ -117,6 +118,16 @@ class PgConn:
     def lock_key(self, key: str) -> None:
         """Hold a lock on `key` until the transaction ends (debounce keys, queue budgets)."""
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+    def after_import(self) -> None:
+        """Rows were copied in with their own `seq`: move the identity sequences past them."""
+        from baton.store.postgres.schema import IDENTITY_TABLES
+
+        for table in IDENTITY_TABLES:
+            self.raw.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), "
+                f"COALESCE((SELECT MAX(seq) FROM {table}), 0) + 1, false)"
+            )
 
     def close(self) -> None:
         self.raw.close()

@@ -218,7 +218,7 @@ class _PooledReader:
             with store._pool.connection() as conn:
                 cur = conn.execute(translate(sql), tuple(params))
                 rows = cur.fetchall() if cur.description is not None else []
-                return Rows(rows, cur.rowcount)
+                return Rows(rows, cur.rowcount, cur.description)
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable(store.location, f"no connection: {exc}") from None
         except psycopg.OperationalError as exc:

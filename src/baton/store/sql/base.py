@@ -409,6 +409,18 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         )
         return [WorkerRecord(*r[:6], serialization.loads(r[6])) for r in rows]
 
+    def owned_runs(self) -> dict[str, int]:
+        """How many runs each worker holds (running or compensating), by worker id."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT owner, COUNT(*) FROM runs WHERE owner IS NOT NULL "
+                "AND status IN ('RUNNING', 'COMPENSATING') GROUP BY owner"
+            )
+            .fetchall()
+        )
+        return {owner: n for owner, n in rows}
+
     def remove_worker(self, worker_id: str) -> Future[None]:
         return self._writer.submit(
             lambda conn: (
