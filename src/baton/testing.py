@@ -126,6 +126,10 @@ class WorkflowEnvironment:
             rt = self.app._ensure_runtime()
             due = self.app.store.next_due(None)
             busy = rt is not None and rt.busy()
+            if not busy and rt is not None and (due is None or due > self.clock.now()):
+                # a run the worker has claimed (RUNNING, owned by it) but not handed to an
+                # execution yet is not due and not active either: it is about to run
+                busy = self.app.store.owned_runs().get(rt.worker_id, 0) > 0
             if not busy and (due is None or due > self.clock.now()):
                 quiet += 1
                 if quiet >= 2:  # twice in a row: no wake-up was in flight

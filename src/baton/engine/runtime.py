@@ -81,7 +81,9 @@ class Runtime:
         self._scheduler = Scheduler(store, registry, source, options.poll_interval)
         # where many processes share a store, one leader runs the sweeps (schedules, deadlines,
         # dead workers); each sweep is safe to race, so a lost leader costs nothing but time
-        self._try_lead: Callable[[], bool] | None = getattr(store, "try_lead", None)
+        self._try_lead: Callable[[float], bool] | None = getattr(store, "try_lead", None)
+        # a leader that stops calling try_lead this long (frozen, cut off) loses the lead
+        self._lead_ttl = max(options.worker_ttl, 3 * options.heartbeat_interval)
         self._leading = self._try_lead is None
         self._unsubscribe: Callable[[], None] | None = None
         started: Future[None] = Future()
@@ -210,7 +212,7 @@ class Runtime:
             self._loop.close()
             return
         if self._try_lead is not None:
-            self._leading = self._try_lead()
+            self._leading = self._try_lead(self._lead_ttl)
         subscribe = getattr(self.store, "subscribe", None)
         if subscribe is not None:  # another process made work ready: look now, not at the poll
             self._unsubscribe = subscribe(self.wake)
@@ -388,7 +390,9 @@ class Runtime:
                     log.warning("worker row was removed; registering again")
                     await self._register()
                 if self._try_lead is not None:
-                    leading = await self._loop.run_in_executor(None, self._try_lead)
+                    leading = await self._loop.run_in_executor(
+                        None, self._try_lead, self._lead_ttl
+                    )
                     if leading != self._leading:
                         log.info("leadership changed", leading=leading, worker=self.worker_id)
                         self._leading = leading

@@ -61,6 +61,16 @@ def _readies(sql: str) -> bool:
     return any(text in sql for text in _READYING)
 
 
+_VALUES = re.compile(r"^INSERT INTO \w+ \([^)]*\) VALUES (\((?:\?, )*\?\))$")
+_MAX_PARAMS = 30_000  # PostgreSQL takes at most 65,535 parameters in one statement
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row(sql: str, at: int, count: int) -> str:
+    """`INSERT … VALUES (?, ?)` for `count` rows, in psycopg's spelling."""
+    return translate(sql[:at] + ", ".join([sql[at:]] * count))
+
+
 class Rows:
     """A read's result, fetched at once (the connection goes back to the pool)."""
 
@@ -109,7 +119,16 @@ class PgConn:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor:
         cur = self.raw.cursor()
-        cur.executemany(translate(sql), rows)
+        values = _VALUES.search(sql)
+        if values is None or not rows:
+            cur.executemany(translate(sql), rows)
+            return cur
+        # INSERT … VALUES (…): one statement with many rows, one round trip
+        width = len(rows[0])
+        per = max(1, _MAX_PARAMS // width)
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            cur.execute(_multi_row(sql, values.start(1), len(chunk)), [v for r in chunk for v in r])
         return cur
 
     def defer(self, sql: str, rows: list[tuple]) -> None:

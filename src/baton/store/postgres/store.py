@@ -24,9 +24,10 @@ from baton.store.postgres.schema import prepare
 from baton.store.postgres.url import PgUrl, parse
 from baton.store.sql.base import SQLStore
 from baton.store.sql.payloads import DEFAULT_THRESHOLD
-from baton.store.sql.writer import GroupCommitWriter
+from baton.store.sql.writer import GroupCommitWriter, WriterPool
 
 DEFAULT_POOL_SIZE = 4
+DEFAULT_WRITERS = 2  # connections committing in parallel: one for starts, the rest grouped
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
@@ -42,6 +43,7 @@ class PostgresStore(SQLStore):
         max_batch: int | None = None,
         payload_threshold: int | None = None,
         connect_timeout: float | None = None,
+        writers: int | None = None,
     ) -> None:
         try:
             self._url: PgUrl = parse(url)
@@ -58,6 +60,7 @@ class PostgresStore(SQLStore):
             "payload_threshold", payload_threshold, opts, DEFAULT_THRESHOLD, self.location, 0
         )
         batch = _positive("max_batch", max_batch, opts, 256, self.location)
+        self.writers = _positive("writers", writers, opts, DEFAULT_WRITERS, self.location, 2)
         self.channel = f"baton_{self.schema or 'public'}"
         self._closed = False
         first = self._connect()  # a bad URL or an unreachable server fails here, clearly
@@ -76,8 +79,14 @@ class PostgresStore(SQLStore):
         def open_writer() -> PgConn:
             return handed.pop() if handed else self._connect()
 
-        self._writer = GroupCommitWriter(
-            open_writer, max_batch=batch, policy=PgPolicy(self.location), name="baton-pg-writer"
+        policy = PgPolicy(self.location)
+        self._writer = WriterPool(
+            [
+                GroupCommitWriter(
+                    open_writer, max_batch=batch, policy=policy, name=f"baton-pg-writer-{i}"
+                )
+                for i in range(self.writers)
+            ]
         )
         self._pool = psycopg_pool.ConnectionPool(
             self._url.conninfo,
@@ -179,9 +188,14 @@ class PostgresStore(SQLStore):
                 pass
 
     # -- leadership ----------------------------------------------------------------------
-    def try_lead(self) -> bool:
+    def try_lead(self, ttl: float | None = None) -> bool:
         """Hold (or take) the leader's session advisory lock: one process at a time runs the
-        schedule and timer sweeps. Every firing stays idempotent; this only saves work."""
+        schedule and timer sweeps. Every firing stays idempotent; this only saves work.
+
+        With `ttl`, the server ends the leader's session once it has been idle for `ttl`
+        seconds, and so frees the lock: a leader that stops calling here (frozen, cut off
+        from the server while its connection stays open) must not keep the others from
+        leading, since the leader is the one that recovers the runs of dead workers."""
         with self._leader_lock:
             if self._closed:
                 return False
@@ -190,10 +204,16 @@ class PostgresStore(SQLStore):
                     self._leader.execute("SELECT 1").fetchone()  # still connected, still held
                     return True
                 conn = self._connect()
-                row = conn.execute(
-                    "SELECT pg_try_advisory_lock(hashtextextended(?, 0))",
-                    (f"baton:leader:{self.channel}",),
-                ).fetchone()
+                try:
+                    if ttl is not None and conn.raw.info.server_version >= 140000:
+                        conn.execute(f"SET idle_session_timeout = {max(1, round(ttl * 1000))}")
+                    row = conn.execute(
+                        "SELECT pg_try_advisory_lock(hashtextextended(?, 0))",
+                        (f"baton:leader:{self.channel}",),
+                    ).fetchone()
+                except BaseException:
+                    conn.close()
+                    raise
                 if row and row[0]:
                     self._leader = conn
                     return True

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # query parameters Baton reads itself (everything else goes to libpq as is)
-BATON_PARAMS = ("schema", "pool_size", "max_batch", "payload_threshold", "connect_timeout")
+BATON_PARAMS = (
+    "schema",
+    "pool_size",
+    "writers",
+    "max_batch",
+    "payload_threshold",
+    "connect_timeout",
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 

@@ -63,7 +63,7 @@ from baton.store.sql.text import (  # noqa: F401  (re-exported for the other mod
     _insert_events,
 )
 from baton.store.sql.waits import WaitOps
-from baton.store.sql.writer import GroupCommitWriter
+from baton.store.sql.writer import GroupCommitWriter, WriterPool
 
 
 class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
@@ -76,7 +76,7 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
     location: str
     payload_threshold: int
-    _writer: GroupCommitWriter
+    _writer: GroupCommitWriter | WriterPool
 
     def _read(self) -> Any:
         raise NotImplementedError
@@ -110,7 +110,7 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
             ).fetchone()
             return run_record(conn, row), False
 
-        return self._writer.submit(op)
+        return self._writer.submit_start(op)
 
     def claim_runs(
         self,

@@ -103,6 +103,14 @@ class GroupCommitWriter:
     def call(self, op: Callable[[Any], T]) -> T:
         return self.submit(op).result()
 
+    submit_start = submit  # one writer: starts share its groups
+
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._commit_lock.locked()
+
+    def backlog(self) -> int:
+        return self._queue.qsize() + self._commit_lock.locked()
+
     def close(self) -> None:
         """Commit everything already submitted, then stop the thread."""
         if self._closed:
@@ -273,3 +281,33 @@ def _resolve(outcome: list[tuple[Future, bool, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(value)
+
+
+class WriterPool:
+    """Group-commit writers on their own connections, for a server that commits in parallel
+    (PostgreSQL). New runs take the first writer, so that a start never waits behind a group
+    of checkpoints; everything else goes to the other writers (the least busy), where it is
+    grouped. Row locks order writes to the same rows across writers and processes."""
+
+    def __init__(self, writers: list[GroupCommitWriter]) -> None:
+        if len(writers) < 2:
+            raise ValueError("a writer pool needs at least two writers")
+        self._starts = writers[0]
+        self._others = writers[1:]
+        self._writers = writers
+
+    def submit_start(self, op: Callable[[Any], T]) -> Future[T]:
+        return self._starts.submit(op)
+
+    def submit(self, op: Callable[[Any], T]) -> Future[T]:
+        others = self._others
+        if len(others) == 1:
+            return others[0].submit(op)
+        return min(others, key=lambda w: w.backlog()).submit(op)
+
+    def call(self, op: Callable[[Any], T]) -> T:
+        return self.submit(op).result()
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
