@@ -7,6 +7,13 @@ times (alternating which goes first) and every figure is the median over the rou
 ``waiting_at_scale.py`` runs once (its bar is absolute, with no peer): ``--waiting-runs``
 runs asleep or awaiting approval at once, then all woken.
 
+When a PostgreSQL server answers at ``--pg-dsn`` (default: $BATON_BENCH_PG_DSN, else
+postgresql://postgres@127.0.0.1:5432/test), each round also runs the concurrent workload
+on PostgreSQL: DBOS with its system database there (``peers/dbos_workload.py
+--database-url``, a fresh database per run) and Baton (``baton_pg_workload.py``, a fresh
+schema per run) in one process, with 1 worker process and with 2. Without a server that
+part is skipped, visibly. ``--only sqlite|pg|waiting`` runs one part alone.
+
 The report prints the workload, the machine, each system's figures and the ratios against
 the bars of ``BENCHMARKS.md``; the full results go to ``benchmarks/.work/results.json``.
 The exit status is non-zero only when a benchmark could not run, never for a missed bar.
@@ -15,7 +22,7 @@ Usage::
 
     .venv/bin/python benchmarks/run.py --peer-python .venv-peers/bin/python \\
         [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1] \\
-        [--waiting-runs 100000]
+        [--waiting-runs 100000] [--pg-dsn postgresql://...] [--only all|sqlite|pg|waiting]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 BATON_SCRIPT = HERE / "baton_workload.py"
 PEER_SCRIPT = HERE / "peers" / "dbos_workload.py"
+PG_SCRIPT = HERE / "baton_pg_workload.py"
 STEP_SCRIPT = HERE / "step_overhead.py"
 WAITING_SCRIPT = HERE / "waiting_at_scale.py"
 TIMEOUT_S = 1800
@@ -49,6 +58,15 @@ CONCURRENT_BAR = 20.0  # Baton throughput / DBOS throughput, at least
 SEQUENTIAL_BAR = 5.0  # DBOS p50 / Baton p50, at least
 STEP_P95_BAR_MS = 1.0  # Baton per-step p95, below
 WAITING_RSS_BAR_MB = 300.0  # RSS with every run waiting, at most
+PG_CONCURRENT_BAR = 10.0  # Baton throughput / DBOS throughput on PostgreSQL, at least
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+PARTS = ("sqlite", "pg", "waiting")
+# Baton on PostgreSQL: key, label, worker processes (0: the submitting process executes)
+PG_MODES = (
+    ("baton_pg_inproc", "in-process", 0),
+    ("baton_pg_w1", "1 worker process", 1),
+    ("baton_pg_w2", "2 worker processes", 2),
+)
 
 
 class BenchmarkFailed(Exception):
@@ -80,6 +98,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--waiting-runs", type=int, default=100_000, help="runs waiting at once (run once)"
     )
     parser.add_argument("--workdir", type=Path, default=WORK, help="databases and results.json")
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("BATON_BENCH_PG_DSN") or DEFAULT_PG_DSN,
+        help="PostgreSQL database for the PostgreSQL part (fresh schemas and databases are "
+        "made on it and dropped); default $BATON_BENCH_PG_DSN, else " + DEFAULT_PG_DSN,
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", *PARTS),
+        default="all",
+        help="run one part: sqlite (workloads and step overhead), pg, waiting; default all",
+    )
     args = parser.parse_args(argv)
     if min(args.sequential, args.concurrent, args.steps, args.runs, args.rounds) < 1:
         parser.error("every count must be positive")
@@ -115,6 +145,7 @@ def run_json(job: Job, console: Console) -> dict[str, Any]:
 
 
 def build_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> list[Job]:
+    """One round's SQLite jobs."""
     sizes = ["--sequential", str(args.sequential), "--concurrent", str(args.concurrent)]
     baton = [sys.executable, str(BATON_SCRIPT), "--workdir", str(workdir / "baton"), *sizes]
     dbos = [str(args.peer_python), str(PEER_SCRIPT), "--workdir", str(workdir / "dbos"), *sizes]
@@ -133,6 +164,22 @@ def build_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> list[J
     ]
 
 
+def build_pg_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> list[Job]:
+    """One round's PostgreSQL jobs: DBOS, then Baton in its three modes (reversed on odd
+    rounds, so that no system always goes first)."""
+    sizes = ["--sequential", str(args.sequential), "--concurrent", str(args.concurrent)]
+    dbos = [str(args.peer_python), str(PEER_SCRIPT), "--workdir", str(workdir / "dbos"), *sizes]
+    dbos += ["--database-url", args.pg_dsn]
+    jobs = [Job("dbos_pg", "DBOS Transact on PostgreSQL (peer)", dbos)]
+    for key, label, workers in PG_MODES:
+        command = [sys.executable, str(PG_SCRIPT), "--store", args.pg_dsn, *sizes]
+        command += ["--workdir", str(workdir / "baton_pg"), "--workers", str(workers)]
+        jobs.append(Job(key, f"Baton on PostgreSQL, {label}", command))
+    if round_no % 2:
+        jobs.reverse()
+    return jobs
+
+
 def waiting_job(args: argparse.Namespace, workdir: Path) -> Job:
     command = [sys.executable, str(WAITING_SCRIPT), "--workdir", str(workdir / "baton")]
     command += ["--runs", str(args.waiting_runs)]
@@ -144,7 +191,9 @@ def median_merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     first = results[0]
     merged: dict[str, Any] = {}
     for key, value in first.items():
-        if isinstance(value, dict):
+        if any(key not in r for r in results):  # not in every round: the first round's
+            merged[key] = value
+        elif isinstance(value, dict):
             merged[key] = median_merge([r[key] for r in results])
         elif isinstance(value, int | float) and not isinstance(value, bool):
             merged[key] = statistics.median(r[key] for r in results)
@@ -191,6 +240,44 @@ def raw_sqlite_commits(workdir: Path, commits: int = 2000) -> float:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+def shown_dsn(dsn: str) -> str:
+    """`dsn` with its password (if any) replaced by ***, for the report."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def probe_postgres(dsn: str, commits: int = 500) -> tuple[dict[str, Any] | None, str]:
+    """The server's version and durable single-row commits per second from here, or None
+    and why not (no psycopg, nothing answering, refused)."""
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg is not installed in this interpreter (pip install 'baton[postgres]')"
+    table = f"baton_bench_probe_{os.getpid()}"  # a plain table: a temporary one is not logged
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            sync = conn.execute("SHOW synchronous_commit").fetchone()
+            conn.execute(f"CREATE TABLE {table} (x integer)")
+            try:
+                t0 = time.perf_counter()
+                for i in range(commits):
+                    conn.execute(f"INSERT INTO {table} VALUES (%s)", (i,))
+                rate = commits / (time.perf_counter() - t0)
+            finally:
+                conn.execute(f"DROP TABLE {table}")
+    except psycopg.Error as exc:
+        return None, " ".join(str(exc).split())[:300]
+    return {
+        "server_version": row[0] if row else "?",
+        "synchronous_commit": sync[0] if sync else "?",
+        "raw_commits_per_s": round(rate, 1),
+    }, ""
+
+
 def machine_info(peer_python: Path, workdir: Path) -> dict[str, Any]:
     return {
         "nproc": len(os.sched_getaffinity(0)),
@@ -223,7 +310,54 @@ def get(result: dict[str, Any] | None, *path: str) -> float | None:
     return float(value)
 
 
-def bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+def bars(summary: dict[str, dict[str, Any] | None], parts: set[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if "sqlite" in parts:
+        rows += sqlite_bars(summary)
+    if "pg" in parts:
+        rows += pg_bars(summary)
+    if "waiting" in parts:
+        rows += waiting_bars(summary)
+    return rows
+
+
+def pg_bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    d_tp = get(summary.get("dbos_pg"), "concurrent", "throughput")
+    rows: list[dict[str, Any]] = []
+    for key, label, workers in PG_MODES:
+        b_tp = get(summary.get(key), "concurrent", "throughput")
+        conc = ratio(b_tp, d_tp)
+        informative = workers == 0  # the bar names 1-2 worker processes
+        rows.append(
+            {
+                "bar": f"concurrent throughput on PostgreSQL, Baton ({label}) / DBOS",
+                "baton": b_tp,
+                "dbos": d_tp,
+                "unit": "wf/s",
+                "value": conc,
+                "ratio": True,
+                "target": "(information)" if informative else f">= {PG_CONCURRENT_BAR:g}x",
+                "met": None if conc is None or informative else conc >= PG_CONCURRENT_BAR,
+            }
+        )
+    b_p50 = get(summary.get("baton_pg_inproc"), "sequential", "p50_ms")
+    d_p50 = get(summary.get("dbos_pg"), "sequential", "p50_ms")
+    rows.append(
+        {
+            "bar": "sequential p50 on PostgreSQL, DBOS / Baton (in-process)",
+            "baton": b_p50,
+            "dbos": d_p50,
+            "unit": "ms",
+            "value": ratio(d_p50, b_p50),
+            "ratio": True,
+            "target": "(information)",
+            "met": None,
+        }
+    )
+    return rows
+
+
+def sqlite_bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     dbos, steps = summary.get("dbos"), summary.get("step_overhead")
     rows: list[dict[str, Any]] = []
     for key, flavour in (("baton_sync", "sync"), ("baton_async", "async")):
@@ -270,6 +404,11 @@ def bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
                 "met": None if p95 is None else p95 < STEP_P95_BAR_MS,
             }
         )
+    return rows
+
+
+def waiting_bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     waiting = summary.get("waiting")
     bar = None if waiting is None else waiting["bar"]
     rss = get(waiting, "waiting", "rss_mb")
@@ -327,23 +466,41 @@ def print_report(
     machine: dict[str, Any],
     summary: dict[str, dict[str, Any] | None],
     verdict: list[dict[str, Any]],
+    parts: set[str],
 ) -> None:
     console.rule("[bold]Baton benchmarks")
-    console.print(
-        f"[bold]Workload[/]: durable workflow of 3 trivial steps (i -> i+3), fresh SQLite file "
-        f"per system, default durability; warm-up 20 + 20 not counted.\n"
-        f"  sequential: {args.sequential} workflows one after another (p50/p95 per workflow)\n"
-        f"  concurrent: {args.concurrent} workflows started at once, then every result awaited\n"
-        f"  step overhead: {args.runs} runs x {args.steps} no-op steps, each call timed inside "
-        f"the workflow\n"
-        f"  rounds: {args.rounds}"
-        + (" (figures are medians over rounds)" if args.rounds > 1 else "")
-        + f"\n  waiting at scale (once): {args.waiting_runs:,} runs of one trivial step then "
-        f"baton.sleep(3600) (half) or wait_for_approval (half), all waiting at once, then the "
-        f"clock jumped an hour and every approval decided",
-        highlight=False,
-    )
+    lines = [
+        "[bold]Workload[/]: durable workflow of 3 trivial steps (i -> i+3), default "
+        "durability; warm-up 20 + 20 not counted.",
+        f"  sequential: {args.sequential} workflows one after another (p50/p95 per workflow)",
+        f"  concurrent: {args.concurrent} workflows started at once, then every result awaited",
+    ]
+    if "sqlite" in parts:
+        lines += [
+            "  SQLite: a fresh file per system and run",
+            f"  step overhead: {args.runs} runs x {args.steps} no-op steps, each call timed "
+            "inside the workflow",
+        ]
+    if "pg" in parts:
+        lines.append(
+            f"  PostgreSQL ({shown_dsn(args.pg_dsn)}): DBOS in a fresh database, Baton in a "
+            "fresh schema per run; Baton in-process (the caller's App executes), and with 1 "
+            "and 2 worker processes (the caller only starts and awaits; workers launched "
+            "before the clock); concurrent phase for all, sequential in-process and DBOS"
+            if machine.get("postgres")
+            else f"  PostgreSQL: skipped ({machine.get('postgres_skipped', 'not run')})"
+        )
+    medians = " (figures are medians over rounds)" if args.rounds > 1 else ""
+    lines.append(f"  rounds: {args.rounds}{medians}")
+    if "waiting" in parts:
+        lines.append(
+            f"  waiting at scale (once): {args.waiting_runs:,} runs of one trivial step then "
+            "baton.sleep(3600) (half) or wait_for_approval (half), all waiting at once, then "
+            "the clock jumped an hour and every approval decided"
+        )
+    console.print("\n".join(lines), highlight=False)
     peer = machine["peer"]
+    pg = machine.get("postgres")
     console.print(
         f"[bold]Machine[/]: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
         f"{machine['platform']}\n"
@@ -351,10 +508,46 @@ def print_report(
         f"peer: Python {peer['python']}, SQLite {peer['sqlite']}\n"
         f"  load average before {machine['loadavg_before']}, after {machine['loadavg_after']}\n"
         f"  raw sqlite3 (WAL, synchronous=FULL, 1 row per commit): "
-        f"{machine['raw_sqlite_commits_per_s']:,.0f} commits/s",
+        f"{machine['raw_sqlite_commits_per_s']:,.0f} commits/s"
+        + (
+            ""
+            if pg is None
+            else f"\n  PostgreSQL {pg['server_version']} (synchronous_commit="
+            f"{pg['synchronous_commit']}), 1 row per commit from here: "
+            f"{pg['raw_commits_per_s']:,.0f} commits/s"
+        ),
         highlight=False,
     )
 
+    if "sqlite" in parts:
+        print_sqlite(console, summary)
+    if "pg" in parts and pg is not None:
+        print_pg(console, summary)
+    if "waiting" in parts:
+        print_waiting(console, summary.get("waiting"))
+
+    table = Table(title="Bars (BENCHMARKS.md)", title_justify="left")
+    for column in ("measure", "Baton", "DBOS", "ratio / value", "bar", "verdict"):
+        table.add_column(column, justify="left" if column in ("measure", "verdict") else "right")
+    for row in verdict:
+        spec = ".4f" if row["unit"] == "ms" else ",.1f" if row["unit"] else ",.0f"
+        unit = f" {row['unit']}" if row["unit"] else ""
+        value = fmt(row["value"], ".1f") + "x" if row["ratio"] else fmt(row["value"], spec) + unit
+        verdict_text = {True: "[green]met[/]", False: "[red]not met[/]", None: "[yellow]n/a[/]"}
+        table.add_row(
+            row["bar"],
+            "-"
+            if row["baton"] is None
+            else fmt(row["baton"], ",.3f" if row["unit"] else ",.0f") + unit,
+            "-" if row["dbos"] is None else fmt(row["dbos"], ",.3f") + f" {row['unit']}",
+            "-" if row["value"] is None else value,
+            row["target"],
+            verdict_text[row["met"]] if "information" not in row["target"] else "-",
+        )
+    console.print(table)
+
+
+def print_sqlite(console: Console, summary: dict[str, dict[str, Any] | None]) -> None:
     table = Table(title="Durable workflows on SQLite", title_justify="left")
     for column in ("system", "seq wf/s", "seq p50 ms", "seq p95 ms", "conc wf/s", "conc s"):
         table.add_column(column, justify="left" if column == "system" else "right")
@@ -391,23 +584,28 @@ def print_report(
         )
     console.print(table)
 
-    print_waiting(console, summary.get("waiting"))
 
-    table = Table(title="Bars (BENCHMARKS.md)", title_justify="left")
-    for column in ("measure", "Baton", "DBOS", "ratio / value", "bar", "verdict"):
-        table.add_column(column, justify="left" if column in ("measure", "verdict") else "right")
-    for row in verdict:
-        spec = ".4f" if row["unit"] == "ms" else ",.1f" if row["unit"] else ",.0f"
-        unit = f" {row['unit']}" if row["unit"] else ""
-        value = fmt(row["value"], ".1f") + "x" if row["ratio"] else fmt(row["value"], spec) + unit
-        verdict_text = {True: "[green]met[/]", False: "[red]not met[/]", None: "[yellow]n/a[/]"}
+def print_pg(console: Console, summary: dict[str, dict[str, Any] | None]) -> None:
+    table = Table(title="Durable workflows on PostgreSQL", title_justify="left")
+    columns = ("system", "seq wf/s", "seq p50 ms", "seq p95 ms", "conc wf/s", "conc s")
+    for column in (*columns, "starts s", "workers ready s"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for key in (*(mode[0] for mode in PG_MODES), "dbos_pg"):
+        result = summary.get(key)
+        if result is None:
+            table.add_row(key, *["failed"] * 7)
+            continue
+        name = result["system"] + (f", {result['variant']}" if "variant" in result else "")
+        seq, conc = result.get("sequential") or {}, result["concurrent"]
         table.add_row(
-            row["bar"],
-            fmt(row["baton"], ",.3f" if row["unit"] else ",.0f") + unit,
-            "-" if row["dbos"] is None else fmt(row["dbos"], ",.3f") + f" {row['unit']}",
-            "-" if row["value"] is None else value,
-            row["target"],
-            verdict_text[row["met"]],
+            name,
+            fmt(seq.get("throughput")),
+            fmt(seq.get("p50_ms"), ".3f"),
+            fmt(seq.get("p95_ms"), ".3f"),
+            fmt(conc["throughput"]),
+            fmt(conc["seconds"], ".3f"),
+            fmt(conc.get("start_seconds"), ".3f"),
+            fmt(result.get("workers_ready_s"), ".2f"),
         )
     console.print(table)
 
@@ -454,39 +652,56 @@ def main(argv: list[str] | None = None) -> int:
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    parts = set(PARTS) if args.only == "all" else {args.only}
 
     try:
         machine = machine_info(args.peer_python, workdir)
     except (BenchmarkFailed, OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
         console.print(f"[red]cannot benchmark: {exc}[/]")
         return 2
+    if "pg" in parts:
+        pg, why = probe_postgres(args.pg_dsn)
+        if pg is None:
+            machine["postgres_skipped"] = f"no PostgreSQL at {shown_dsn(args.pg_dsn)} ({why})"
+            console.print(
+                f"[bold yellow]skipped: {machine['postgres_skipped']}[/]", highlight=False
+            )
+        else:
+            machine["postgres"] = pg
+    run_pg = machine.get("postgres") is not None
 
     rounds: dict[str, list[dict[str, Any]]] = {}
-    for round_no in range(args.rounds):
+    per_round = "sqlite" in parts or run_pg
+    for round_no in range(args.rounds if per_round else 0):
         if args.rounds > 1:
             console.rule(f"round {round_no + 1} of {args.rounds}")
-        for job in build_jobs(args, workdir, round_no):
+        jobs = build_jobs(args, workdir, round_no) if "sqlite" in parts else []
+        jobs += build_pg_jobs(args, workdir, round_no) if run_pg else []
+        for job in jobs:
             try:
                 rounds.setdefault(job.key, []).append(run_json(job, console))
             except BenchmarkFailed as exc:
                 console.print(f"[red]FAILED: {exc}[/]")
                 failures.append(str(exc))
-    try:
-        rounds["waiting"] = [run_json(waiting_job(args, workdir), console)]
-    except BenchmarkFailed as exc:
-        console.print(f"[red]FAILED: {exc}[/]")
-        failures.append(str(exc))
+    if "waiting" in parts:
+        try:
+            rounds["waiting"] = [run_json(waiting_job(args, workdir), console)]
+        except BenchmarkFailed as exc:
+            console.print(f"[red]FAILED: {exc}[/]")
+            failures.append(str(exc))
     machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
 
-    keys = ("baton_sync", "baton_async", "dbos", "step_overhead", "waiting")
+    keys = ["baton_sync", "baton_async", "dbos", "step_overhead", "waiting", "dbos_pg"]
+    keys += [mode[0] for mode in PG_MODES]
     summary: dict[str, dict[str, Any] | None] = {
         key: median_merge(rounds[key]) if rounds.get(key) else None for key in keys
     }
-    verdict = bars(summary)
-    print_report(console, args, machine, summary, verdict)
+    verdict = bars(summary, parts)  # a skipped part's bars show as n/a
+    print_report(console, args, machine, summary, verdict, parts)
 
     output = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parts": sorted(parts),
         "workload": {
             "sequential": args.sequential,
             "concurrent": args.concurrent,
@@ -494,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             "step_overhead_runs": args.runs,
             "rounds": args.rounds,
             "waiting_runs": args.waiting_runs,
+            "pg_dsn": shown_dsn(args.pg_dsn),
         },
         "machine": machine,
         "summary": summary,
@@ -501,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         "bars": verdict,
         "failures": failures,
     }
-    results_path = workdir / "results.json"
+    # a partial run (--only) leaves the last full run's results.json alone
+    name = "results.json" if args.only == "all" else f"results-{args.only}.json"
+    results_path = workdir / name
     results_path.write_text(json.dumps(output, indent=2) + "\n")
     console.print(f"full results: {results_path}", highlight=False)
     if failures:
