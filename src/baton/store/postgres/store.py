@@ -29,6 +29,11 @@ from baton.store.sql.writer import GroupCommitWriter, WriterPool
 DEFAULT_POOL_SIZE = 4
 DEFAULT_WRITERS = 2  # connections committing in parallel: one for starts, the rest grouped
 DEFAULT_CONNECT_TIMEOUT = 10.0
+_GATHER = 0.003  # seconds a wake-up waits for more notifications of the same burst
+# a session idle inside a transaction this long belongs to a process that is frozen or cut
+# off (Baton's transactions never wait on anything but the server): the server ends it, so
+# that its row locks do not hold up the workers that recover its runs
+IDLE_IN_TRANSACTION_TIMEOUT = 5.0
 
 
 class PostgresStore(SQLStore):
@@ -109,8 +114,10 @@ class PostgresStore(SQLStore):
             "autocommit": True,
             "connect_timeout": max(1, round(self.connect_timeout)),
         }
+        ms = round(IDLE_IN_TRANSACTION_TIMEOUT * 1000)
+        kwargs["options"] = f"-c idle_in_transaction_session_timeout={ms}"
         if self.schema:
-            kwargs["options"] = f"-c search_path={self.schema}"
+            kwargs["options"] += f" -c search_path={self.schema}"
         return kwargs
 
     def _connect(self) -> PgConn:
@@ -171,8 +178,14 @@ class PostgresStore(SQLStore):
                 conn.execute(f"LISTEN {self.channel}")
                 self._notify_all()  # whatever was missed while not listening
                 while not self._closed:
-                    for _ in conn.notifies(timeout=0.5, stop_after=1):
-                        self._notify_all()
+                    if not any(True for _ in conn.notifies(timeout=0.5, stop_after=1)):
+                        continue
+                    # runs come in bursts: gather a burst into one wake-up, so that a worker
+                    # claims them in one batch rather than one claim per run
+                    time.sleep(_GATHER)
+                    for _ in conn.notifies(timeout=0.001):
+                        pass
+                    self._notify_all()
             except psycopg.Error:
                 pass
             finally:
