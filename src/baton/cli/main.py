@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from baton.cli import approvals, dlq, events, migrate, nodes, replay, runs, schedules
+from baton.cli import agents, approvals, dlq, events, migrate, nodes, replay, runs, schedules
 from baton.store import DEFAULT_LOCATION
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(agents.app, name="agents")
 app.add_typer(migrate.app, name="store")
 app.command("replay-check")(replay.replay_check_command)
 

@@ -281,6 +281,10 @@ class Store(Protocol):
         ...
 
     # events ------------------------------------------------------------------------------
+    def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
+        """Append `events` to the event log in one transaction (events outside any run)."""
+        ...
+
     def list_events(
         self,
         run_id: str | None = None,

@@ -454,6 +454,15 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         return self._writer.submit(op)
 
     # -- events --------------------------------------------------------------------------
+    def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
+        """Append events that belong to no run (agent lifecycle, ...) to the event log."""
+        rows = _event_rows(events)
+
+        def op(conn: Conn) -> None:
+            _insert_events(conn, rows)
+
+        return self._writer.submit(op)
+
     def list_events(
         self,
         run_id: str | None = None,
