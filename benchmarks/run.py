@@ -12,7 +12,9 @@ postgresql://postgres@127.0.0.1:5432/test), each round also runs the concurrent 
 on PostgreSQL: DBOS with its system database there (``peers/dbos_workload.py
 --database-url``, a fresh database per run) and Baton (``baton_pg_workload.py``, a fresh
 schema per run) in one process, with 1 worker process and with 2. Without a server that
-part is skipped, visibly. ``--only sqlite|pg|waiting`` runs one part alone.
+part is skipped, visibly. ``agents_bench.py`` (once) measures the agent supervisor against
+plain ``threading`` and ``multiprocessing``. ``--only sqlite|pg|waiting|agents`` runs one
+part alone.
 
 The report prints the workload, the machine, each system's figures and the ratios against
 the bars of ``BENCHMARKS.md``; the full results go to ``benchmarks/.work/results.json``.
@@ -22,7 +24,7 @@ Usage::
 
     .venv/bin/python benchmarks/run.py --peer-python .venv-peers/bin/python \\
         [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1] \\
-        [--waiting-runs 100000] [--pg-dsn postgresql://...] [--only all|sqlite|pg|waiting]
+        [--waiting-runs 100000] [--pg-dsn postgresql://...] [--only all|sqlite|pg|waiting|agents]
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ STEP_P95_BAR_MS = 1.0  # Baton per-step p95, below
 WAITING_RSS_BAR_MB = 300.0  # RSS with every run waiting, at most
 PG_CONCURRENT_BAR = 10.0  # Baton throughput / DBOS throughput on PostgreSQL, at least
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PARTS = ("sqlite", "pg", "waiting")
+PARTS = ("sqlite", "pg", "waiting", "agents")
+AGENTS_SCRIPT = HERE / "agents_bench.py"
+AGENT_RESTART_BAR_MS = 50.0  # a crashed agent restarted within, after its exit
+AGENT_QUEUED_BAR_MS = 20.0  # a queued agent started within, after a slot frees
 # Baton on PostgreSQL: key, label, worker processes (0: the submitting process executes)
 PG_MODES = (
     ("baton_pg_inproc", "in-process", 0),
@@ -108,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         choices=("all", *PARTS),
         default="all",
-        help="run one part: sqlite (workloads and step overhead), pg, waiting; default all",
+        help="run one part: sqlite (workloads and step overhead), pg, waiting, agents; default all",
     )
     args = parser.parse_args(argv)
     if min(args.sequential, args.concurrent, args.steps, args.runs, args.rounds) < 1:
@@ -178,6 +183,11 @@ def build_pg_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> lis
     if round_no % 2:
         jobs.reverse()
     return jobs
+
+
+def agents_job() -> Job:
+    command = [sys.executable, str(AGENTS_SCRIPT), "--rounds", "3"]
+    return Job("agents", "Baton agents against plain threading / multiprocessing", command)
 
 
 def waiting_job(args: argparse.Namespace, workdir: Path) -> Job:
@@ -318,6 +328,48 @@ def bars(summary: dict[str, dict[str, Any] | None], parts: set[str]) -> list[dic
         rows += pg_bars(summary)
     if "waiting" in parts:
         rows += waiting_bars(summary)
+    if "agents" in parts:
+        rows += agents_bars(summary)
+    return rows
+
+
+def agents_bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """p95 over the samples, measured from the agent's last word before it exits (the
+    stricter clock: it includes the time for the exit to become observable)."""
+    agents = summary.get("agents")
+    rows: list[dict[str, Any]] = []
+    for key, what, bar in (
+        ("restart_latency_ms", "restart after a crash", AGENT_RESTART_BAR_MS),
+        ("queued_start_latency_ms", "queued agent started once a slot frees", AGENT_QUEUED_BAR_MS),
+    ):
+        for flavour in ("thread", "process"):
+            p95 = get(agents, key, flavour, "last_word_to_start", "p95")
+            rows.append(
+                {
+                    "bar": f"agents: {what}, {flavour} (p95)",
+                    "baton": p95,
+                    "dbos": None,
+                    "unit": "ms",
+                    "value": p95,
+                    "ratio": False,
+                    "target": f"<= {bar:g} ms",
+                    "met": None if p95 is None else p95 <= bar,
+                }
+            )
+    for flavour, count in (("threads", "200 thread"), ("processes", "50 process")):
+        value = get(agents, "start_stop", flavour, "ratio")
+        rows.append(
+            {
+                "bar": f"agents: start and stop {count} agents, Baton / plain (time)",
+                "baton": get(agents, "start_stop", flavour, "baton_s"),
+                "dbos": None,
+                "unit": "s",
+                "value": value,
+                "ratio": True,
+                "target": "(information)",
+                "met": None,
+            }
+        )
     return rows
 
 
@@ -689,9 +741,15 @@ def main(argv: list[str] | None = None) -> int:
         except BenchmarkFailed as exc:
             console.print(f"[red]FAILED: {exc}[/]")
             failures.append(str(exc))
+    if "agents" in parts:
+        try:
+            rounds["agents"] = [run_json(agents_job(), console)]
+        except BenchmarkFailed as exc:
+            console.print(f"[red]FAILED: {exc}[/]")
+            failures.append(str(exc))
     machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
 
-    keys = ["baton_sync", "baton_async", "dbos", "step_overhead", "waiting", "dbos_pg"]
+    keys = ["baton_sync", "baton_async", "dbos", "step_overhead", "waiting", "dbos_pg", "agents"]
     keys += [mode[0] for mode in PG_MODES]
     summary: dict[str, dict[str, Any] | None] = {
         key: median_merge(rounds[key]) if rounds.get(key) else None for key in keys
