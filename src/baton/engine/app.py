@@ -241,6 +241,7 @@ class App:
         except BaseException:
             if direct:
                 rt.unreserve()  # type: ignore[union-attr]
+                rt.claim_in_doubt(now)  # type: ignore[union-attr]  # it may have committed
             raise
         if direct:
             # the store leaves it unclaimed when its queue has limits: only a claim admits it

@@ -67,6 +67,7 @@ class Runtime:
         self._active: dict[str, Execution] = {}
         self._reserved = 0
         self._orphans: set[str] = set()
+        self._in_doubt: list[float] = []  # times of claims whose commit may have happened
         self._local_due: list[float] = []
         self._loop = asyncio.new_event_loop()
         self._wake: asyncio.Event | None = None
@@ -162,6 +163,13 @@ class Runtime:
             self._maybe_idle()
         self.wake()
         self._on_finished(ex.run.run_id)
+
+    def claim_in_doubt(self, at: float) -> None:
+        """A claim made at `at` (or a start that claimed its run) failed in a way that may
+        have committed: whatever it took must be handed back, since nothing executes it."""
+        with self._lock:
+            self._in_doubt.append(at)
+        self.wake()
 
     def orphaned(self, ex: Execution) -> None:
         """A run whose store write failed: hand it back to the queue once the store answers."""
@@ -316,6 +324,7 @@ class Runtime:
         assert self._wake is not None
         if not self.draining:
             self._wake.clear()
+            await self._settle_doubts()
             now = self.clock.now()
             if self._leading and now >= self._next_sweep:
                 await self._expire_deadlines(now)
@@ -361,11 +370,35 @@ class Runtime:
             )
         except StoreError as exc:
             log.error("claim failed", error=str(exc))
+            self.claim_in_doubt(now)  # the connection may have been lost during its COMMIT
             return 0
         self._held_until = getattr(runs, "retry_at", None)
         for run in runs:
-            self._launch(run)
+            try:
+                self._launch(run)
+            except StoreError as exc:  # its checkpoints could not be read: hand it back
+                log.error("claimed run not started", run_id=run.run_id, error=str(exc))
+                with self._lock:
+                    self._orphans.add(run.run_id)
         return len(runs)
+
+    async def _settle_doubts(self) -> None:
+        """Hand back the runs of claims in doubt (see `claim_in_doubt`) that are not
+        executing here. A StoreError leaves them in doubt, for the next round."""
+        with self._lock:
+            if not self._in_doubt:
+                return
+            times = list(self._in_doubt)
+            keep = set(self._active)
+        release = getattr(self.store, "release_claims", None)
+        if release is not None:  # a store whose commits are never in doubt has none
+            released = await asyncio.wrap_future(
+                release(self.worker_id, times, keep, self.clock.now(), self.source)
+            )
+            if released:
+                log.warning("handed back runs of a claim in doubt", count=len(released))
+        with self._lock:
+            del self._in_doubt[: len(times)]
 
     async def _expire_deadlines(self, now: float) -> None:
         self._next_sweep = now + self.options.poll_interval
@@ -390,9 +423,7 @@ class Runtime:
                     log.warning("worker row was removed; registering again")
                     await self._register()
                 if self._try_lead is not None:
-                    leading = await self._loop.run_in_executor(
-                        None, self._try_lead, self._lead_ttl
-                    )
+                    leading = await self._loop.run_in_executor(None, self._try_lead, self._lead_ttl)
                     if leading != self._leading:
                         log.info("leadership changed", leading=leading, worker=self.worker_id)
                         self._leading = leading

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import psycopg
 import psycopg_pool
 
 from baton.core.errors import StoreUnavailable
+from baton.core.events import RUN_RECOVERED, run_event
 from baton.store.postgres import claims
 from baton.store.postgres.dialect import PgConn, PgPolicy, Rows, translate
 from baton.store.postgres.schema import prepare
 from baton.store.postgres.url import PgUrl, parse
+from baton.store.records import RUN_COLUMNS, RunRecord
 from baton.store.sql.base import SQLStore
 from baton.store.sql.payloads import DEFAULT_THRESHOLD
+from baton.store.sql.text import _UNCLAIMED_STATUS, Conn, _event_rows, _insert_events
 from baton.store.sql.writer import GroupCommitWriter, WriterPool
 
 DEFAULT_POOL_SIZE = 4
@@ -200,6 +204,41 @@ class PostgresStore(SQLStore):
             except Exception:
                 pass
 
+    # -- claims in doubt ----------------------------------------------------------------
+    def release_claims(
+        self,
+        worker_id: str,
+        claimed_at: Sequence[float],
+        keep: Collection[str],
+        now: float,
+        source: str,
+    ) -> Future[list[str]]:
+        """Hand back the runs that `worker_id` claimed at one of the times `claimed_at` (a
+        claim, or a start that claimed its run), but for those in `keep`; return their ids.
+
+        A claim reported failed may have committed all the same (the connection was lost
+        during COMMIT): its runs are then RUNNING, owned by a worker that is alive and never
+        executes them, and no recovery takes them. A claim sets `updated_at` to its time,
+        which tells its runs from any other."""
+        times, kept = [float(t) for t in claimed_at], list(keep)
+
+        def op(conn: Conn) -> list[str]:
+            rows = conn.execute(
+                f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
+                f"updated_at=? WHERE owner = ? AND status IN ('RUNNING', 'COMPENSATING') "
+                f"AND updated_at = ANY(CAST(? AS DOUBLE PRECISION[])) "
+                f"AND NOT run_id = ANY(CAST(? AS TEXT[])) RETURNING {', '.join(RUN_COLUMNS)}",
+                (now, worker_id, times, kept),
+            ).fetchall()
+            runs = [RunRecord(*r) for r in rows]
+            data = {"reason": "claim in doubt"}
+            _insert_events(
+                conn, _event_rows([run_event(RUN_RECOVERED, source, r, now, data) for r in runs])
+            )
+            return [r.run_id for r in runs]
+
+        return self._writer.submit(op)
+
     # -- leadership ----------------------------------------------------------------------
     def try_lead(self, ttl: float | None = None) -> bool:
         """Hold (or take) the leader's session advisory lock: one process at a time runs the
@@ -218,16 +257,17 @@ class PostgresStore(SQLStore):
                     return True
                 conn = self._connect()
                 try:
-                    if ttl is not None and conn.raw.info.server_version >= 140000:
-                        conn.execute(f"SET idle_session_timeout = {max(1, round(ttl * 1000))}")
                     row = conn.execute(
                         "SELECT pg_try_advisory_lock(hashtextextended(?, 0))",
                         (f"baton:leader:{self.channel}",),
                     ).fetchone()
+                    held = bool(row and row[0])
+                    if held and ttl is not None and conn.raw.info.server_version >= 140000:
+                        conn.execute(f"SET idle_session_timeout = {max(1, round(ttl * 1000))}")
                 except BaseException:
                     conn.close()
                     raise
-                if row and row[0]:
+                if held:
                     self._leader = conn
                     return True
                 conn.close()
