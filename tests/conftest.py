@@ -10,7 +10,6 @@ import pytest
 
 import baton
 
-
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -52,6 +51,21 @@ def store_path(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
     if request.param == "postgres":
         return request.getfixturevalue("pg_url")
     return tmp_path / "baton.db"
+
+
+@pytest.fixture
+def other_store_path(
+    request: pytest.FixtureRequest, store_path: str | Path, tmp_path: Path
+) -> Iterator[str | Path]:
+    """A second, separate store on the same backend as `store_path`."""
+    import pgserver as pg
+
+    if isinstance(store_path, Path):
+        yield tmp_path / "other.db"
+        return
+    url = pg.fresh_schema_url(request.getfixturevalue("pg_dsn"))
+    yield url
+    pg.drop_schema(url)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The `baton` command against real SQLite stores, populated by a real App that ran workflows."""
+"""The `baton` command against real stores (SQLite files, PostgreSQL schemas), populated by a
+real App that ran workflows."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typer.testing import CliRunner, Result
 
 import baton
 from baton.cli.main import app as cli_app
+from dbhelpers import pg_target, query, tables
 
 CARD_FIXED = False  # the `charge` step fails until a test sets this (the "fix")
 calls: Counter[str] = Counter()
 runner = CliRunner(env={"BATON_STORE": None, "FORCE_COLOR": None, "TTY_COMPATIBLE": None})
 
 
-def build_app(path: Path, **options: Any) -> baton.App:
+def build_app(path: Path | str, **options: Any) -> baton.App:
     """An App with a workflow that succeeds and one whose retries run out (DEAD)."""
     app = baton.App(path, poll_interval=0.05, **options)
 
@@ -51,14 +53,24 @@ def build_app(path: Path, **options: Any) -> baton.App:
 
 @dataclass
 class Store:
-    path: Path
+    path: Path | str  # a SQLite file, or a PostgreSQL schema's URL
     ok: str  # a SUCCEEDED greet run
     dead: str  # a DEAD checkout run, correlation id "corr-7"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    path = tmp_path / "baton.db"
+def store(store_path: Path | str) -> Store:
+    """A store on each backend, with a SUCCEEDED and a DEAD run."""
+    return populate(store_path)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_path: Path) -> Store:
+    """A SQLite file with a SUCCEEDED and a DEAD run, for what only a file has."""
+    return populate(sqlite_path)
+
+
+def populate(path: Path | str) -> Store:
     app = build_app(path)
     try:
         ok = app.start("greet", "ada")
@@ -341,17 +353,21 @@ def test_events_ls_filters(store: Store) -> None:
 
 
 # -- locating the store ----------------------------------------------------------------------------
-def test_store_from_env_and_sqlite_url(store: Store) -> None:
+def test_store_from_env(store: Store) -> None:
     result = runner.invoke(cli_app, ["runs", "ls", "--json"], env={"BATON_STORE": str(store.path)})
     assert result.exit_code == 0, result.output
     assert {r["run_id"] for r in json.loads(result.stdout)} == {store.ok, store.dead}
-    url = f"sqlite:///{store.path}"  # an absolute path: sqlite:////tmp/...
+
+
+def test_sqlite_url(sqlite_store: Store) -> None:
+    url = f"sqlite:///{sqlite_store.path}"  # an absolute path: sqlite:////tmp/...
     assert len(ok_json(url, "runs", "ls")) == 2
 
 
-def test_relative_sqlite_url(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(store.path.parent)
-    assert len(ok_json(f"sqlite:///{store.path.name}", "dlq", "ls")) == 1
+def test_relative_sqlite_url(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(sqlite_store.path)
+    monkeypatch.chdir(path.parent)
+    assert len(ok_json(f"sqlite:///{path.name}", "dlq", "ls")) == 1
 
 
 def test_missing_store_is_not_created(tmp_path: Path) -> None:
@@ -393,16 +409,30 @@ def test_another_programs_database(tmp_path: Path) -> None:
     assert_fails(cli(other, "runs", "ls"), "is not a Baton store", "customers")
 
 
+def test_another_programs_postgres_schema(pg_url: str) -> None:
+    _, schema = pg_target(pg_url)
+    query(pg_url, f'CREATE SCHEMA "{schema}"')
+    query(pg_url, "CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    assert_fails(cli(pg_url, "runs", "ls"), "is not a Baton store", "customers")
+    assert tables(pg_url) == {"customers"}  # left untouched
+
+
 def test_store_from_a_newer_baton(store: Store) -> None:
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE baton_meta SET value='999' WHERE key='schema_version'")
-    conn.close()
+    query(store.path, "UPDATE baton_meta SET value='999' WHERE key='schema_version'")
     assert_fails(cli(store.path, "dlq", "ls"), "schema version 999", "upgrade Baton")
 
 
-def test_directory_and_unsupported_backend(tmp_path: Path) -> None:
+def test_directory_is_not_a_store(tmp_path: Path) -> None:
     assert_fails(cli(tmp_path, "runs", "ls"), "it is a directory")
-    assert_fails(cli("postgresql://db/baton", "runs", "ls"), "PostgreSQL backend")
+
+
+def test_unreachable_postgres_server() -> None:
+    """Nothing listens on port 1: a clear error naming the server and why, no traceback."""
+    url = "postgresql://postgres@127.0.0.1:1/x"
+    result = cli(url, "runs", "ls")
+    assert_fails(result, "cannot open store", "127.0.0.1:1")
+    assert "refused" in result.stderr.split("127.0.0.1:1", 1)[1].lower(), result.stderr
+    assert_fails(cli(url, "dlq", "ls", "--json"), "127.0.0.1:1")
 
 
 def test_help() -> None:

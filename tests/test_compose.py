@@ -1,4 +1,5 @@
-"""Child workflows, gather and map, on real SQLite files, in sync and async workflows."""
+"""Child workflows, gather and map, on real stores (SQLite, PostgreSQL), in sync and async
+workflows."""
 
 from __future__ import annotations
 

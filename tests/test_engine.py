@@ -1,4 +1,5 @@
-"""Engine behaviour on real SQLite files: sync and async workflows, retries, DLQ, timeouts..."""
+"""Engine behaviour on real stores (SQLite, PostgreSQL): sync and async workflows, retries,
+DLQ, timeouts..."""
 
 from __future__ import annotations
 

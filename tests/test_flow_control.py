@@ -1,6 +1,6 @@
-"""Flow control on real SQLite files: queue concurrency, per-key concurrency, rate limits,
-priorities, debounce, and the bad inputs refused before anything is written. Two tests run
-two real worker processes on one store file (tests/flow_worker.py)."""
+"""Flow control on real stores (SQLite, PostgreSQL): queue concurrency, per-key concurrency,
+rate limits, priorities, debounce, and the bad inputs refused before anything is written. Two
+tests run two real worker processes on one store (tests/flow_worker.py)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""Forking runs and comparing them (`app.fork`, `baton runs diff`) on real SQLite files."""
+"""Forking runs and comparing them (`app.fork`, `baton runs diff`) on real stores."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from dataclasses import astuple
 from pathlib import Path
@@ -15,6 +14,7 @@ from typer.testing import CliRunner, Result
 import baton
 from baton.cli.main import app as cli_app
 from baton.store.sql.payloads import PREFIX
+from dbhelpers import query
 
 calls: Counter[str] = Counter()
 state = {"card_ok": True}
@@ -65,16 +65,11 @@ def finished_run(app: baton.App) -> baton.RunHandle:
     return handle
 
 
-def counts(path: Path) -> tuple[int, int, int]:
-    """(runs, steps, events) rows on disk."""
-    conn = sqlite3.connect(path)
-    try:
-        return tuple(  # type: ignore[return-value]
-            conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("runs", "steps", "events")
-        )
-    finally:
-        conn.close()
+def counts(store: Path | str) -> tuple[int, int, int]:
+    """(runs, steps, events) rows in the store."""
+    return tuple(  # type: ignore[return-value]
+        query(store, f"SELECT COUNT(*) FROM {table}")[0][0] for table in ("runs", "steps", "events")
+    )
 
 
 # -- app.fork ------------------------------------------------------------------------------------
@@ -216,16 +211,14 @@ def test_fork_shares_large_payloads(make_app, store_path: Path) -> None:
     big = "o-" + "9" * 1000
     source = app.start("checkout", big, 1)
     source.result(timeout=10)
-    conn = sqlite3.connect(store_path)
-    before = conn.execute("SELECT COUNT(*) FROM payloads").fetchone()[0]
+    ((before,),) = query(store_path, "SELECT COUNT(*) FROM payloads")
     fork = app.fork(source.id, from_step=2, input={"args": [big, 2]})
     assert fork.result(timeout=10)["reservation"] == f"res-{big}"
-    (copied,) = conn.execute(
-        "SELECT output FROM steps WHERE run_id = ? AND seq = 1", (fork.id,)
-    ).fetchone()
+    ((copied,),) = query(
+        store_path, "SELECT output FROM steps WHERE run_id = ? AND seq = 1", fork.id
+    )
     assert copied.startswith(PREFIX)  # the copy shares the source's payload row
-    after = conn.execute("SELECT COUNT(*) FROM payloads").fetchone()[0]
-    conn.close()
+    ((after,),) = query(store_path, "SELECT COUNT(*) FROM payloads")
     # the new input, ship's new output and the new run output; reserve's output is shared
     assert after == before + 3
 

@@ -1,10 +1,10 @@
-"""Large payloads on real SQLite files: stored once by content hash, never seen as references."""
+"""Large payloads on real stores (SQLite files, PostgreSQL schemas): stored once by content
+hash, never seen as references."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,17 @@ from typer.testing import CliRunner
 import baton
 from baton.cli.main import app as cli_app
 from baton.core import serialization
-from baton.store import RunRecord, RunStatus, StepRecord, StepStatus
+from baton.store import RunRecord, RunStatus, StepRecord, StepStatus, open_store
 from baton.store.sql.payloads import PREFIX, resolve, spill
-from baton.store.sqlite import SQLiteStore
+from dbhelpers import connect, query
 
 THRESHOLD = 1024
 BIG = "payload-" + "x" * 4000  # well above THRESHOLD once serialized
 
 
-def raw(path: Path, sql: str, *params: Any) -> list[tuple]:
-    """Rows as they are on disk, read past the store."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def raw(store: Path | str, sql: str, *params: Any) -> list[tuple]:
+    """Rows as they are stored, read past the store."""
+    return query(store, sql, *params)
 
 
 def digest(text: str) -> str:
@@ -168,7 +164,7 @@ def test_threshold_boundary_for_each_column(store_path: Path, extra: int, spille
     size = THRESHOLD + extra
     text = json.dumps("s" * (size - 2))
     assert len(text) == size
-    store = SQLiteStore(store_path, payload_threshold=THRESHOLD)
+    store = open_store(store_path, payload_threshold=THRESHOLD)
     try:
         run = RunRecord(
             run_id="r1",
@@ -261,10 +257,8 @@ def test_cli_shows_large_values(make_app, store_path: Path) -> None:
 
 
 def test_spill_and_resolve(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    store.close()
-    conn = sqlite3.connect(store_path, isolation_level=None)
-    try:
+    open_store(store_path).close()
+    with connect(store_path) as conn:
         assert spill(conn, "small", 1.0, 10) == "small"
         assert spill(conn, None, 1.0, 10) is None
         ref = spill(conn, '"' + "z" * 20 + '"', 1.0, 10)
@@ -277,18 +271,13 @@ def test_spill_and_resolve(store_path: Path) -> None:
             resolve(conn, PREFIX + "0" * 64)
         assert isinstance(info.value, baton.StoreError)
         assert info.value.digest == "0" * 64 and "0" * 64 in str(info.value)
-    finally:
-        conn.close()
 
 
 def test_a_missing_payload_is_a_clear_error(make_app, store_path: Path) -> None:
     app = make_app(payload_threshold=THRESHOLD, worker=False)
     define(app)
     handle = app.start("report", BIG)
-    conn = sqlite3.connect(store_path)
-    with conn:
-        conn.execute("DELETE FROM payloads")
-    conn.close()
+    query(store_path, "DELETE FROM payloads")
     with pytest.raises(baton.PayloadMissing, match=digest(run_input(BIG))):
         app.get_run(handle.id)
 

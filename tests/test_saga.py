@@ -1,4 +1,4 @@
-"""Sagas on real SQLite files: compensations undo a failed or cancelled run's completed steps."""
+"""Sagas on real stores: compensations undo a failed or cancelled run's completed steps."""
 
 from __future__ import annotations
 
@@ -500,7 +500,7 @@ def test_runs_without_compensable_completed_steps_end_as_before(make_app) -> Non
         assert all(s.kind != "compensation" and s.input is None for s in app.steps(handle.id))
 
 
-def test_an_unknown_compensation_is_a_definition_error(make_app) -> None:
+def test_an_unknown_compensation_is_a_definition_error(make_app, other_store_path) -> None:
     app = make_app()
 
     @app.step(name="charge", compensate="refund")
@@ -520,7 +520,7 @@ def test_an_unknown_compensation_is_a_definition_error(make_app) -> None:
     def stray() -> None:
         pass
 
-    other = make_app(store=app.store.path.with_name("other.db"))
+    other = make_app(store=other_store_path)
 
     @other.step(name="pay", compensate=stray)  # a function never registered as a step
     def pay() -> None:

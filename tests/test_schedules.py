@@ -1,6 +1,6 @@
-"""Schedules on real SQLite files with a virtual clock: one run per slot across restarts and
-racing processes, catch-up, overlap policies, pause and resume, backfill, time zones and DST,
-bad input, and the `baton schedules` command."""
+"""Schedules on real stores (SQLite, PostgreSQL) with a virtual clock: one run per slot across
+restarts and racing processes, catch-up, overlap policies, pause and resume, backfill, time
+zones and DST, bad input, and the `baton schedules` command."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from baton.cli.main import app as cli_app
 from baton.engine.registry import Registry
 from baton.engine.scheduler import Scheduler
 from baton.engine.schedules import Skipped, Timing, admit, plan_pass, slot_iso, slot_key
+from baton.store import open_store
 from baton.store.records import RunRecord, RunStatus
-from baton.store.sqlite import SQLiteStore
 from conftest import wait_until
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a whole hour: every=60 slots are T0 + 60k
@@ -269,7 +269,7 @@ def test_two_apps_on_one_file_start_one_run_per_slot(make_app, clock) -> None:
 
 def test_racing_stores_fire_each_slot_once(store_path: Path) -> None:
     """Two store connections (as two processes) fire the same due slots at the same moment."""
-    stores = [SQLiteStore(store_path) for _ in range(3)]
+    stores = [open_store(store_path) for _ in range(3)]
     try:
         app = baton.App(stores[0], worker=False, clock=baton.VirtualClock(T0 + 10))
         with_report(app).schedule("race", "report", "x", every=60, overlap="allow_all")

@@ -10,6 +10,7 @@ import baton
 from baton.store import RunRecord, RunStatus, StepRecord, open_store
 from baton.store.sqlite import SQLiteStore
 from baton.store.sqlite.migrations import SCHEMA_VERSION
+from dbhelpers import columns, is_postgres, pg_target, query, tables
 
 
 def _run(run_id: str, key: str | None = None, **fields: object) -> RunRecord:
@@ -31,10 +32,10 @@ def _run(run_id: str, key: str | None = None, **fields: object) -> RunRecord:
     return RunRecord(**base)
 
 
-def test_new_store_is_wal_with_current_schema(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+def test_new_sqlite_store_is_wal_with_current_schema(sqlite_path: Path) -> None:
+    store = SQLiteStore(sqlite_path)
     store.close()
-    conn = sqlite3.connect(store_path)
+    conn = sqlite3.connect(sqlite_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     version = conn.execute("SELECT value FROM baton_meta WHERE key='schema_version'").fetchone()
     assert int(version[0]) == SCHEMA_VERSION
@@ -42,40 +43,53 @@ def test_new_store_is_wal_with_current_schema(store_path: Path) -> None:
     assert {"owner", "fence", "lease_expires_at", "available_at", "priority"} <= columns
 
 
-def test_reopening_keeps_data(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+def test_new_store_has_the_current_schema(store_path: Path | str) -> None:
+    open_store(store_path).close()
+    version = query(store_path, "SELECT value FROM baton_meta WHERE key='schema_version'")
+    assert version == [(str(SCHEMA_VERSION),)]
+    assert {"owner", "fence", "lease_expires_at", "available_at", "priority"} <= set(
+        columns(store_path, "runs")
+    )
+
+
+def test_reopening_keeps_data(store_path: Path | str) -> None:
+    store = open_store(store_path)
     store.create_run(_run("r1"), []).result()
     store.close()
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     assert store.get_run("r1") is not None
     store.close()
 
 
-def test_store_with_newer_schema_is_refused(store_path: Path) -> None:
-    SQLiteStore(store_path).close()
-    conn = sqlite3.connect(store_path)
-    conn.execute("UPDATE baton_meta SET value='999' WHERE key='schema_version'")
-    conn.commit()
-    conn.close()
+def test_store_with_newer_schema_is_refused(store_path: Path | str) -> None:
+    open_store(store_path).close()
+    query(store_path, "UPDATE baton_meta SET value='999' WHERE key='schema_version'")
     with pytest.raises(baton.SchemaVersionError) as info:
-        SQLiteStore(store_path)
+        open_store(store_path)
     assert info.value.found == 999 and info.value.supported == SCHEMA_VERSION
+    assert query(store_path, "SELECT value FROM baton_meta WHERE key='schema_version'") == [
+        ("999",)
+    ]
 
 
-def test_foreign_sqlite_file_is_not_a_baton_store(store_path: Path) -> None:
-    conn = sqlite3.connect(store_path)
-    conn.execute("CREATE TABLE customers (id INTEGER)")
-    conn.commit()
-    conn.close()
+def test_a_database_of_another_program_is_not_a_baton_store(store_path: Path | str) -> None:
+    """A SQLite file, or a PostgreSQL schema, that holds other tables is left alone."""
+    if is_postgres(store_path):
+        _, schema = pg_target(str(store_path))
+        query(store_path, f'CREATE SCHEMA "{schema}"')
+    else:
+        sqlite3.connect(store_path).close()  # the file, empty
+    query(store_path, "CREATE TABLE customers (id INTEGER)")
     with pytest.raises(baton.NotABatonStore, match="customers"):
-        SQLiteStore(store_path)
-    assert sqlite3.connect(store_path).execute("SELECT COUNT(*) FROM customers").fetchone() == (0,)
+        open_store(store_path)
+    assert query(store_path, "SELECT COUNT(*) FROM customers") == [(0,)]
+    assert tables(store_path) == {"customers"}  # nothing was created
 
 
-def test_junk_file_is_not_a_baton_store(store_path: Path) -> None:
-    store_path.write_bytes(b"this is not a database, just some bytes" * 100)
+def test_junk_file_is_not_a_baton_store(sqlite_path: Path) -> None:
+    sqlite_path.write_bytes(b"this is not a database, just some bytes" * 100)
     with pytest.raises(baton.NotABatonStore):
-        SQLiteStore(store_path)
+        SQLiteStore(sqlite_path)
 
 
 def test_unusable_locations_get_a_clear_error(tmp_path: Path) -> None:
@@ -85,6 +99,19 @@ def test_unusable_locations_get_a_clear_error(tmp_path: Path) -> None:
         SQLiteStore(blocker / "sub" / "baton.db")
     with pytest.raises(baton.StoreUnavailable, match="directory"):
         SQLiteStore(tmp_path)
+
+
+def test_open_store_understands_postgres_urls(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from baton.store.postgres import PostgresStore
+
+    _, schema = pg_target(pg_url)
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore) and store.schema == schema
+    store.close()
+    monkeypatch.setenv("BATON_STORE", pg_url)
+    store = open_store()
+    assert isinstance(store, PostgresStore) and store.schema == schema
+    store.close()
 
 
 def test_open_store_understands_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +128,7 @@ def test_open_store_understands_urls(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_idempotency_key_returns_the_existing_run(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     _, created = store.create_run(_run("r1", key="k"), []).result()
     again, created_again = store.create_run(_run("r2", key="k"), []).result()
     assert created and not created_again
@@ -111,7 +138,7 @@ def test_idempotency_key_returns_the_existing_run(store_path: Path) -> None:
 
 
 def test_group_commit_serves_many_threads_and_keeps_every_write(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
@@ -132,12 +159,20 @@ def test_group_commit_serves_many_threads_and_keeps_every_write(store_path: Path
     store.close()
 
 
+def _integrity_error(store: Path | str) -> type[Exception]:
+    if is_postgres(store):
+        import psycopg
+
+        return psycopg.IntegrityError
+    return sqlite3.IntegrityError
+
+
 def test_a_failing_operation_does_not_spoil_its_group(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     store.create_run(_run("r1"), []).result()
     bad = store.write(lambda conn: conn.execute("INSERT INTO runs (run_id) VALUES ('r1')"))
     good = store.create_run(_run("r2"), [])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(_integrity_error(store_path)):
         bad.result()
     good.result()
     assert store.get_run("r2") is not None
@@ -145,7 +180,7 @@ def test_a_failing_operation_does_not_spoil_its_group(store_path: Path) -> None:
 
 
 def test_claims_follow_priority_then_age_and_bump_the_fence(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     store.create_run(_run("old-low", priority=0, available_at=1.0), []).result()
     store.create_run(_run("new-high", priority=5, available_at=2.0), []).result()
     store.create_run(_run("future", priority=9, available_at=100.0), []).result()
@@ -157,7 +192,7 @@ def test_claims_follow_priority_then_age_and_bump_the_fence(store_path: Path) ->
 
 
 def test_writes_with_a_stale_fence_are_refused(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
+    store = open_store(store_path)
     store.create_run(_run("r1"), []).result()
     (run,) = store.claim_runs("w1", None, 1, now=1.0, lease=30, source="t").result()
     step = StepRecord("r1", 1, "s", "h", "SUCCEEDED", 1, 1.0, 1.0, "1", None, "w1")

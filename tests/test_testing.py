@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import baton
@@ -10,9 +12,16 @@ from baton.testing import WorkflowEnvironment
 DAY = 24 * 3600
 
 
-def test_a_month_of_sleep_retries_and_an_approval_timeout():
+def environment(store_path: Path | str) -> WorkflowEnvironment:
+    """On SQLite, the environment's own throw-away file; on PostgreSQL, the test's schema."""
+    if isinstance(store_path, Path):
+        return WorkflowEnvironment()
+    return WorkflowEnvironment(store_path)
+
+
+def test_a_month_of_sleep_retries_and_an_approval_timeout(store_path):
     attempts = []
-    with WorkflowEnvironment() as env:
+    with environment(store_path) as env:
         app = env.app
 
         @app.step(
@@ -37,8 +46,8 @@ def test_a_month_of_sleep_retries_and_an_approval_timeout():
         assert env.elapsed == 31 * DAY + 3 * 3600
 
 
-def test_a_signal_without_a_timer_is_reported_not_waited_for_forever():
-    with WorkflowEnvironment() as env:
+def test_a_signal_without_a_timer_is_reported_not_waited_for_forever(store_path):
+    with environment(store_path) as env:
 
         @env.app.workflow()
         def needs_signal() -> str:
@@ -51,8 +60,8 @@ def test_a_signal_without_a_timer_is_reported_not_waited_for_forever():
         assert env.result(handle) == "went"
 
 
-def test_env_sleep_runs_what_falls_due_in_order():
-    with WorkflowEnvironment() as env:
+def test_env_sleep_runs_what_falls_due_in_order(store_path):
+    with environment(store_path) as env:
         log: list[tuple[str, float]] = []
 
         @env.app.step()
@@ -79,8 +88,8 @@ def test_env_sleep_runs_what_falls_due_in_order():
         assert env.elapsed == 2 * 3600
 
 
-def test_a_daily_schedule_fires_once_per_day():
-    with WorkflowEnvironment() as env:
+def test_a_daily_schedule_fires_once_per_day(store_path):
+    with environment(store_path) as env:
         app = env.app
         fired: list[float] = []
 

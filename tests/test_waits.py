@@ -1,4 +1,4 @@
-"""Durable time, signals and human approvals, on real SQLite files."""
+"""Durable time, signals and human approvals, on real stores (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed, readable start for eve
 
 
 class WorkflowEnvironment:
-    """An App with a time-skipping virtual clock on a temporary (or given) SQLite file.
+    """An App with a time-skipping virtual clock on a temporary SQLite file, or on the store
+    given (a path or any store URL).
 
     `app` takes every App option (concurrency, queues, ...). Use it as a context manager,
     or call `close()`.
@@ -54,7 +55,8 @@ class WorkflowEnvironment:
         **app_options: Any,
     ) -> None:
         self._tmp = None if store is not None else tempfile.mkdtemp(prefix="baton-test-")
-        path = Path(store) if store is not None else Path(self._tmp) / "baton.db"  # type: ignore[arg-type]
+        # a given store as is: Path() would fold a URL's "//" and name a SQLite file after it
+        path = store if store is not None else Path(self._tmp) / "baton.db"  # type: ignore[arg-type]
         self.clock = VirtualClock(start)
         self.started_at = start
         self._settle = settle
@@ -119,24 +121,39 @@ class WorkflowEnvironment:
             self.clock.set(max(due, self.clock.now()))
 
     def wait_idle(self, give_up: float | None = None) -> None:
-        """Block (real time) until no run executes and none is due now."""
+        """Block (real time) until no run executes and nothing is due now."""
         give_up = give_up if give_up is not None else time.monotonic() + 30.0
         quiet = 0
         while time.monotonic() < give_up:
-            rt = self.app._ensure_runtime()
-            due = self.app.store.next_due(None)
-            busy = rt is not None and rt.busy()
-            if not busy and rt is not None and (due is None or due > self.clock.now()):
-                # a run the worker has claimed (RUNNING, owned by it) but not handed to an
-                # execution yet is not due and not active either: it is about to run
-                busy = self.app.store.owned_runs().get(rt.worker_id, 0) > 0
-            if not busy and (due is None or due > self.clock.now()):
+            if not self._pending():
                 quiet += 1
                 if quiet >= 2:  # twice in a row: no wake-up was in flight
                     return
             else:
                 quiet = 0
             time.sleep(self._settle)
+
+    def _pending(self) -> bool:
+        """Is there work at the current virtual time? Read in the order work moves on (a
+        schedule fires a run, the worker claims it, an execution runs it), so that a run moving
+        on between two reads is seen by the later one."""
+        rt = self.app._ensure_runtime()
+        store = self.app.store
+        now = self.clock.now()
+        fire = getattr(store, "next_schedule_fire", None)
+        if rt is not None and fire is not None:
+            due = fire()
+            if due is not None and due <= now:
+                return True  # a slot to fire
+        due = store.next_due(None)
+        if due is not None and due <= now:
+            return True  # a run to claim
+        if rt is None:
+            return False
+        if rt.busy():
+            return True  # a run executing, or a slot reserved for one being inserted
+        # a run claimed (RUNNING, owned by this worker) but not handed to an execution yet
+        return store.owned_runs().get(rt.worker_id, 0) > 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
