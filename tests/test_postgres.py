@@ -104,3 +104,28 @@ def test_a_worker_elsewhere_starts_a_run_without_waiting_for_its_poll(pg_url: st
     finally:
         submitter.shutdown()
         worker.shutdown()
+
+
+def test_the_cli_does_not_make_a_store_where_there_is_none(pg_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from baton.cli.main import app as cli_app
+
+    result = CliRunner().invoke(cli_app, ["--store", pg_url, "runs", "ls"])
+    assert result.exit_code == 1
+    assert "no Baton store here" in result.output and "Traceback" not in result.output
+    schema = pg_url.rsplit("schema=", 1)[1]
+    dsn = pg_url.split("?", 1)[0]
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    assert found == (0,)
+
+
+def test_payload_threshold_is_checked_as_on_sqlite(pg_url: str) -> None:
+    for bad in (-1, 1.5, "64k"):
+        with pytest.raises(ValueError, match="payload_threshold must be an int >= 0"):
+            baton.App(pg_url, payload_threshold=bad)

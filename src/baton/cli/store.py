@@ -11,6 +11,7 @@ import typer
 
 from baton.core.errors import BatonError
 from baton.engine.app import App
+from baton.store import open_store
 
 OTHER_BACKENDS = ("postgresql://", "postgres://")
 
@@ -43,7 +44,9 @@ def open_app(location: str) -> Iterator[App]:
         if path.is_file() and path.stat().st_size == 0:
             fail(f"{path} is not a Baton store: the file is empty")
     try:
-        app = App(store=path if path is not None else location, worker=False)
+        # a database without a Baton schema is not made into one by a command that only looks
+        store = path if path is not None else open_store(location, create=False)
+        app = App(store=store, worker=False)
     except BatonError as exc:
         fail(str(exc))
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 
-from baton.core.errors import NotABatonStore, SchemaVersionError
+from baton.core.errors import NotABatonStore, SchemaVersionError, StoreUnavailable
 from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 
 _TYPES = (
@@ -61,9 +61,10 @@ def _add_column(columns: dict[str, str], definition: str) -> None:
     columns[words[0]] = kind
 
 
-def prepare(conn, location: str) -> None:  # type: ignore[no-untyped-def]
+def prepare(conn, location: str, create: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Check the schema holds a Baton store (or nothing), then migrate it, under a lock so that
-    processes starting together migrate once. `conn` is a PgConn."""
+    processes starting together migrate once. `conn` is a PgConn. With `create=False`, an
+    empty schema is an error rather than a new store."""
     conn.execute("BEGIN")
     try:
         key = "hashtextextended('baton:migrate:' || current_schema(), 0)"
@@ -75,6 +76,8 @@ def prepare(conn, location: str) -> None:  # type: ignore[no-untyped-def]
                 "WHERE table_schema = current_schema()"
             ).fetchall()
         }
+        if not tables and not create:
+            raise StoreUnavailable(location, "no Baton store here (nothing in the schema)")
         if tables and "baton_meta" not in tables:
             shown = ", ".join(sorted(tables)[:5])
             raise NotABatonStore(location, f"it holds other tables ({shown}) and no baton_meta")

@@ -53,7 +53,12 @@ class PostgresStore(SQLStore):
         payload_threshold: int | None = None,
         connect_timeout: float | None = None,
         writers: int | None = None,
+        create: bool = True,
     ) -> None:
+        if payload_threshold is not None and (
+            not isinstance(payload_threshold, int) or payload_threshold < 0
+        ):
+            raise ValueError(f"payload_threshold must be an int >= 0, got {payload_threshold!r}")
         try:
             self._url: PgUrl = parse(url)
         except ValueError as exc:
@@ -74,9 +79,9 @@ class PostgresStore(SQLStore):
         self._closed = False
         first = self._connect()  # a bad URL or an unreachable server fails here, clearly
         try:
-            if self.schema:
+            if self.schema and create:
                 first.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            prepare(first, self.location)
+            prepare(first, self.location, create)
         except psycopg.Error as exc:
             first.close()
             raise StoreUnavailable(self.location, _reason(exc)) from None
