@@ -31,6 +31,21 @@ class StoreUnavailable(StoreError):
         super().__init__(f"cannot open store {location}: {reason}")
 
 
+class StoreDisconnected(StoreUnavailable):
+    """The connection to a store server was lost during a write: it may or may not have
+    committed. A run's write is handed back and resumed from its last checkpoint; a start
+    should be retried with the same idempotency key."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        StoreError.__init__(
+            self,
+            f"lost the connection to store {location} during a write ({reason}); "
+            "it may or may not have been committed",
+        )
+        self.location = location
+        self.reason = reason
+
+
 class NotABatonStore(StoreError):
     """The file exists but is not a Baton database."""
 

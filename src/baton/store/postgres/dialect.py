@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from baton.core.errors import StoreError, StoreUnavailable
+from baton.core.errors import StoreDisconnected, StoreError, StoreUnavailable
 from baton.store.sql.writer import WriterPolicy
 
 # statements whose SQLite spelling PostgreSQL does not take, spelled for PostgreSQL
@@ -174,7 +174,11 @@ class PgPolicy(WriterPolicy):
         return raw is None or raw.closed or bool(getattr(raw, "broken", False))
 
     def unavailable(self, exc: BaseException) -> StoreError:
-        return StoreUnavailable(self.location, _reason(exc))
+        if isinstance(exc, StoreUnavailable):  # could not even connect
+            return exc
+        if isinstance(exc, pg_errors.TransactionRollback):  # conflicts outlasted the retries
+            return StoreError(f"commit failed on {self.location}: {_reason(exc)}")
+        return StoreDisconnected(self.location, _reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
