@@ -130,3 +130,27 @@ def test_virtual_clock_sleep_can_be_woken_early() -> None:
         return clock.now()
 
     assert asyncio.run(scenario()) == clock.now()
+
+
+def test_virtual_clock_forgets_waiters_woken_early() -> None:
+    """A dispatcher woken again and again while time stands still keeps no entry per wake."""
+
+    async def scenario() -> tuple[int, bool]:
+        clock = baton.VirtualClock(start=0.0)
+        wake = asyncio.Event()
+        for i in range(5000):
+            sleeper = asyncio.create_task(clock.sleep_until(100.0 + i, wake))
+            await asyncio.sleep(0)
+            wake.set()
+            await sleeper
+            wake.clear()
+        kept = len(clock._waiters)
+        real = asyncio.create_task(clock.sleep_until(5.0))
+        await asyncio.sleep(0)
+        clock.set(6.0)
+        await asyncio.wait_for(real, 5)
+        return kept, real.done()
+
+    kept, woke = asyncio.run(scenario())
+    assert kept < 200
+    assert woke

@@ -49,6 +49,7 @@ class VirtualClock:
         self._lock = threading.Lock()
         self._waiters: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._order = itertools.count()
+        self._abandoned = 0  # waiters woken early whose entries still sit in the heap
 
     def now(self) -> float:
         return self._now
@@ -90,6 +91,18 @@ class VirtualClock:
             waker.cancel()
             if not fut.done():
                 fut.cancel()
+                self._forget_abandoned()
+
+    def _forget_abandoned(self) -> None:
+        """Drop the entries of waiters woken early once they are most of the heap: a worker
+        woken again and again while time stands still would otherwise keep one per wake-up."""
+        with self._lock:
+            self._abandoned += 1
+            if self._abandoned < 64 or self._abandoned * 2 < len(self._waiters):
+                return
+            self._waiters = [w for w in self._waiters if not w[3].done()]
+            heapq.heapify(self._waiters)
+            self._abandoned = 0
 
 
 def _resolve(fut: asyncio.Future) -> None:
