@@ -26,7 +26,7 @@ class RealClock:
         return time.time()
 
     async def sleep_until(self, when: float, wake: asyncio.Event | None = None) -> None:
-        delay = when - time.time()
+        delay = when - self.now()
         if delay <= 0:
             return
         if wake is None:
