@@ -8,7 +8,7 @@ from pydantic import BaseModel, SecretStr
 from baton.agents import DependencyCycle, RestartPolicy, UnknownDependency
 from baton.agents.graph import check, dependents, find_cycle, start_order
 from baton.agents.looping import next_tick
-from baton.agents.redact import MASK, redact
+from baton.core.redact import MASK, redact
 
 
 def test_start_order_puts_dependencies_first_and_keeps_registration_order() -> None:

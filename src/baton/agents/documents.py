@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from baton.agents.records import AgentRecord
-from baton.agents.redact import redact
+from baton.core.redact import redact
 from baton.core.events import rfc3339
 
 

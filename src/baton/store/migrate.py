@@ -28,6 +28,10 @@ TABLES = (
     "schedules",
     "payloads",
     "events",
+    "webhook_subscriptions",
+    "webhook_deliveries",
+    "cursors",
+    "flags",
 )
 _BATCH = 500
 

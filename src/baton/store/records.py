@@ -81,6 +81,7 @@ class RunRecord:
     debounce_key: str | None = None
     schedule: str | None = None  # the schedule whose firing started this run
     forked_from: str | None = None
+    traceparent: str | None = None  # W3C trace context: a resumed run joins its trace
 
 
 RUN_COLUMNS = tuple(RunRecord.__slots__)  # type: ignore[attr-defined]

@@ -172,6 +172,58 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: the control plane: a run's trace context, outbound webhook subscriptions and their
+    #    durable deliveries, read positions in the event log, and feature flags
+    """
+    ALTER TABLE runs ADD COLUMN traceparent TEXT;
+    CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+    CREATE TABLE webhook_subscriptions (
+        id           TEXT PRIMARY KEY,
+        url          TEXT NOT NULL,
+        event_types  TEXT NOT NULL DEFAULT '["*"]',
+        secret       TEXT NOT NULL,
+        description  TEXT,
+        active       INTEGER NOT NULL DEFAULT 1,
+        created_at   REAL NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+
+    CREATE TABLE webhook_deliveries (
+        id               TEXT PRIMARY KEY,
+        subscription_id  TEXT NOT NULL,
+        event_seq        INTEGER NOT NULL,
+        event_id         TEXT NOT NULL,
+        event_type       TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        available_at     REAL NOT NULL,
+        owner            TEXT,
+        lease_expires_at REAL,
+        last_status      INTEGER,
+        last_error       TEXT,
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL,
+        delivered_at     REAL,
+        UNIQUE (subscription_id, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (available_at)
+        WHERE status = 'PENDING';
+    CREATE INDEX webhook_deliveries_status ON webhook_deliveries (status, created_at);
+
+    CREATE TABLE cursors (
+        name        TEXT PRIMARY KEY,
+        seq         INTEGER NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+
+    CREATE TABLE flags (
+        name        TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_at  REAL NOT NULL,
+        updated_by  TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
