@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	@# Debian's chromium for the dashboard's browser test; without root the test skips visibly
+	@command -v chromium >/dev/null || (export DEBIAN_FRONTEND=noninteractive; apt-get install -y chromium || (apt-get update && apt-get install -y chromium)) >/dev/null 2>&1 || echo 'chromium not installed (needs root): tests/test_dashboard_browser.py will skip'
 	touch $(STAMP)
 
 $(PEERS_STAMP): benchmarks/peers/requirements.txt

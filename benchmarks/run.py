@@ -13,7 +13,9 @@ on PostgreSQL: DBOS with its system database there (``peers/dbos_workload.py
 --database-url``, a fresh database per run) and Baton (``baton_pg_workload.py``, a fresh
 schema per run) in one process, with 1 worker process and with 2. Without a server that
 part is skipped, visibly. ``agents_bench.py`` (once) measures the agent supervisor against
-plain ``threading`` and ``multiprocessing``. ``--only sqlite|pg|waiting|agents`` runs one
+plain ``threading`` and ``multiprocessing``. ``control_bench.py`` (once) measures the control
+plane over loopback: REST run submissions, batched event ingest and WebSocket fan-out, against
+the bars of BENCHMARKS.md (no peer). ``--only sqlite|pg|waiting|agents|control`` runs one
 part alone.
 
 The report prints the workload, the machine, each system's figures and the ratios against
@@ -24,7 +26,8 @@ Usage::
 
     .venv/bin/python benchmarks/run.py --peer-python .venv-peers/bin/python \\
         [--sequential 500] [--concurrent 2000] [--steps 200] [--runs 10] [--rounds 1] \\
-        [--waiting-runs 100000] [--pg-dsn postgresql://...] [--only all|sqlite|pg|waiting|agents]
+        [--waiting-runs 100000] [--pg-dsn postgresql://...] \\
+        [--only all|sqlite|pg|waiting|agents|control]
 """
 
 from __future__ import annotations
@@ -62,8 +65,11 @@ STEP_P95_BAR_MS = 1.0  # Baton per-step p95, below
 WAITING_RSS_BAR_MB = 300.0  # RSS with every run waiting, at most
 PG_CONCURRENT_BAR = 10.0  # Baton throughput / DBOS throughput on PostgreSQL, at least
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PARTS = ("sqlite", "pg", "waiting", "agents")
+PARTS = ("sqlite", "pg", "waiting", "agents", "control")
 AGENTS_SCRIPT = HERE / "agents_bench.py"
+CONTROL_SCRIPT = HERE / "control_bench.py"
+CONTROL_RUNS_BAR = 1000.0  # run submissions over REST on loopback, runs/s, at least
+CONTROL_INGEST_BAR = 20_000.0  # batched event ingest, events/s, at least
 AGENT_RESTART_BAR_MS = 50.0  # a crashed agent restarted within, after its exit
 AGENT_QUEUED_BAR_MS = 20.0  # a queued agent started within, after a slot frees
 # Baton on PostgreSQL: key, label, worker processes (0: the submitting process executes)
@@ -113,7 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         choices=("all", *PARTS),
         default="all",
-        help="run one part: sqlite (workloads and step overhead), pg, waiting, agents; default all",
+        help="run one part: sqlite (workloads and step overhead), pg, waiting, agents, control; "
+        "default all",
     )
     args = parser.parse_args(argv)
     if min(args.sequential, args.concurrent, args.steps, args.runs, args.rounds) < 1:
@@ -188,6 +195,11 @@ def build_pg_jobs(args: argparse.Namespace, workdir: Path, round_no: int) -> lis
 def agents_job() -> Job:
     command = [sys.executable, str(AGENTS_SCRIPT), "--rounds", "3"]
     return Job("agents", "Baton agents against plain threading / multiprocessing", command)
+
+
+def control_job(workdir: Path) -> Job:
+    command = [sys.executable, str(CONTROL_SCRIPT), "--workdir", str(workdir)]
+    return Job("control", "Baton control plane over loopback (REST, ingest, WebSocket)", command)
 
 
 def waiting_job(args: argparse.Namespace, workdir: Path) -> Job:
@@ -288,7 +300,13 @@ def probe_postgres(dsn: str, commits: int = 500) -> tuple[dict[str, Any] | None,
     }, ""
 
 
-def machine_info(peer_python: Path, workdir: Path) -> dict[str, Any]:
+def machine_info(peer_python: Path, workdir: Path, need_peer: bool = True) -> dict[str, Any]:
+    try:
+        peer: dict[str, str] | None = interpreter_info(peer_python)
+    except (BenchmarkFailed, OSError, subprocess.TimeoutExpired):
+        if need_peer:
+            raise
+        peer = None  # the parts run need no peer
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_count": os.cpu_count(),
@@ -296,7 +314,7 @@ def machine_info(peer_python: Path, workdir: Path) -> dict[str, Any]:
         "processor": platform.machine(),
         "baton_python": platform.python_version(),
         "baton_sqlite": sqlite3.sqlite_version,
-        "peer": interpreter_info(peer_python),
+        "peer": peer,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "raw_sqlite_commits_per_s": round(raw_sqlite_commits(workdir), 1),
     }
@@ -330,6 +348,47 @@ def bars(summary: dict[str, dict[str, Any] | None], parts: set[str]) -> list[dic
         rows += waiting_bars(summary)
     if "agents" in parts:
         rows += agents_bars(summary)
+    if "control" in parts:
+        rows += control_bars(summary)
+    return rows
+
+
+def control_bars(summary: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Throughput against an absolute bar (the ratio is figure / bar); fan-out latency is
+    information."""
+    control = summary.get("control")
+    rows: list[dict[str, Any]] = []
+    for path, what, unit, bar in (
+        ("runs", "control plane: run submissions over REST", "runs/s", CONTROL_RUNS_BAR),
+        ("ingest", "control plane: batched event ingest", "events/s", CONTROL_INGEST_BAR),
+    ):
+        rate = get(control, path, "throughput")
+        rows.append(
+            {
+                "bar": f"{what}, figure / bar",
+                "baton": rate,
+                "dbos": None,
+                "unit": unit,
+                "value": ratio(rate, bar),
+                "ratio": True,
+                "target": f">= {bar:,.0f} {unit}",
+                "met": None if rate is None else rate >= bar,
+            }
+        )
+    for q in ("p50", "p95", "p99"):
+        latency = get(control, "fanout", f"{q}_ms")
+        rows.append(
+            {
+                "bar": f"control plane: WebSocket fan-out latency ({q})",
+                "baton": latency,
+                "dbos": None,
+                "unit": "ms",
+                "value": latency,
+                "ratio": False,
+                "target": "(information)",
+                "met": None,
+            }
+        )
     return rows
 
 
@@ -550,8 +609,16 @@ def print_report(
             "baton.sleep(3600) (half) or wait_for_approval (half), all waiting at once, then "
             "the clock jumped an hour and every approval decided"
         )
+    if "control" in parts:
+        lines.append(
+            "  control plane (once, SQLite): uvicorn (uvloop, httptools) serving the API of an "
+            "App with a 1-step workflow and its worker, in its own process; clients here on "
+            "loopback: 3,000 POST /api/v1/runs with 64 in flight; 200 POST /api/v1/events "
+            "of 500 events, 4 in flight; 100 WebSocket subscribers to type=bench.tick, 200 "
+            "events published 4 at a time every 20 ms (latency: receive time - data.sent_at)"
+        )
     console.print("\n".join(lines), highlight=False)
-    peer = machine["peer"]
+    peer = machine["peer"] or {"python": "-", "sqlite": "-"}
     pg = machine.get("postgres")
     console.print(
         f"[bold]Machine[/]: nproc {machine['nproc']} (cpu_count {machine['cpu_count']}), "
@@ -577,6 +644,8 @@ def print_report(
         print_pg(console, summary)
     if "waiting" in parts:
         print_waiting(console, summary.get("waiting"))
+    if "control" in parts:
+        print_control(console, summary.get("control"))
 
     table = Table(title="Bars (BENCHMARKS.md)", title_justify="left")
     for column in ("measure", "Baton", "DBOS", "ratio / value", "bar", "verdict"):
@@ -662,6 +731,55 @@ def print_pg(console: Console, summary: dict[str, dict[str, Any] | None]) -> Non
     console.print(table)
 
 
+def print_control(console: Console, result: dict[str, Any] | None) -> None:
+    table = Table(title="Control plane over loopback (SQLite, one run)", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if result is None:
+        table.add_row("control plane", "failed")
+        console.print(table)
+        return
+    runs, ingest, fan = result["runs"], result["ingest"], result["fanout"]
+    rows = [
+        (
+            f"run submissions ({runs['requests']:,}, {runs['concurrency']} in flight)",
+            f"{runs['throughput']:,.0f} runs/s in {runs['seconds']:.2f} s",
+        ),
+        (
+            "  per request p50 / p95 / p99",
+            f"{runs['p50_ms']:.1f} / {runs['p95_ms']:.1f} / {runs['p99_ms']:.1f} ms",
+        ),
+        ("  server CPU per run (incl. executing it)", f"{runs['server_cpu_ms_per_run']:.3f} ms"),
+        (
+            f"event ingest ({ingest['events']:,} in batches of {ingest['batch']}, "
+            f"{ingest['concurrency']} in flight)",
+            f"{ingest['throughput']:,.0f} events/s in {ingest['seconds']:.2f} s",
+        ),
+        (
+            "  per batch p50 / p95",
+            f"{ingest['p50_ms']:.1f} / {ingest['p95_ms']:.1f} ms",
+        ),
+        ("  server CPU per event", f"{ingest['server_cpu_us_per_event']:.1f} µs"),
+        (
+            f"WebSocket fan-out ({fan['subscribers']} subscribers x {fan['events']} events)",
+            f"{fan['deliveries']:,} deliveries, {fan['out_of_order']} out of order",
+        ),
+        (
+            "  latency p50 / p95 / p99 / max",
+            f"{fan['p50_ms']:.1f} / {fan['p95_ms']:.1f} / {fan['p99_ms']:.1f} / "
+            f"{fan['max_ms']:.1f} ms",
+        ),
+        (
+            "  CPU per delivery, server / subscribers' process",
+            f"{fan['server_cpu_us_per_delivery']:.1f} / "
+            f"{fan.get('client_cpu_us_per_delivery', 0):.1f} µs",
+        ),
+    ]
+    for measure, value in rows:
+        table.add_row(measure, value)
+    console.print(table)
+
+
 def print_waiting(console: Console, result: dict[str, Any] | None) -> None:
     table = Table(title="Waiting at scale (one run)", title_justify="left")
     table.add_column("measure")
@@ -707,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(PARTS) if args.only == "all" else {args.only}
 
     try:
-        machine = machine_info(args.peer_python, workdir)
+        machine = machine_info(args.peer_python, workdir, bool(parts & {"sqlite", "pg"}))
     except (BenchmarkFailed, OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
         console.print(f"[red]cannot benchmark: {exc}[/]")
         return 2
@@ -747,9 +865,16 @@ def main(argv: list[str] | None = None) -> int:
         except BenchmarkFailed as exc:
             console.print(f"[red]FAILED: {exc}[/]")
             failures.append(str(exc))
+    if "control" in parts:
+        try:
+            rounds["control"] = [run_json(control_job(workdir), console)]
+        except BenchmarkFailed as exc:
+            console.print(f"[red]FAILED: {exc}[/]")
+            failures.append(str(exc))
     machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
 
     keys = ["baton_sync", "baton_async", "dbos", "step_overhead", "waiting", "dbos_pg", "agents"]
+    keys.append("control")
     keys += [mode[0] for mode in PG_MODES]
     summary: dict[str, dict[str, Any] | None] = {
         key: median_merge(rounds[key]) if rounds.get(key) else None for key in keys

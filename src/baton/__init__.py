@@ -7,6 +7,7 @@ from baton.core.errors import (
     ApprovalTimeout,
     BatonError,
     CompensationFailed,
+    ConfigError,
     DefinitionError,
     DivergenceError,
     FenceLost,
@@ -53,6 +54,7 @@ from baton.engine.compose import (
     start_child,
 )
 from baton.engine.context import RunContext, current_run
+from baton.engine.flags import Flags, flag
 from baton.engine.handles import RunHandle
 from baton.engine.versioning import ReplayResult, patched
 from baton.engine.waits import (
@@ -80,11 +82,13 @@ __all__ = [
     "Clock",
     "CloudEvent",
     "CompensationFailed",
+    "ConfigError",
     "Decision",
     "DefinitionError",
     "DivergenceError",
     "Escalate",
     "FenceLost",
+    "Flags",
     "FlowControlError",
     "InvalidConcurrency",
     "InvalidQueueLimit",
@@ -126,6 +130,7 @@ __all__ = [
     "child",
     "configure_logging",
     "current_run",
+    "flag",
     "gather",
     "map",
     "patched",

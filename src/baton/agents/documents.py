@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from baton.agents.records import AgentRecord
-from baton.core.redact import redact
 from baton.core.events import rfc3339
+from baton.core.redact import redact
 
 
 def row(rec: AgentRecord) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from baton.agents.processes import ProcessInstance
 from baton.agents.records import AgentRecord, AgentSpec
 from baton.agents.states import ACTIVE, PENDING, AgentState
 from baton.agents.threads import ThreadInstance
+from baton.observability import metrics
 from baton.observability.logging import get_logger
 
 log = get_logger("baton.agents")
@@ -665,6 +666,7 @@ class Supervisor:
         self._idle_announced = False
         if rec.pending_restart is not None:
             restarted, rec.pending_restart = rec.pending_restart, None
+            metrics.agent_restarted(rec.name)
             self.events.emit(
                 EventType.AGENT_RESTARTED, rec.name, generation=inst.generation, **restarted
             )

@@ -7,18 +7,20 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from click.core import ParameterSource as Source
 from rich.text import Text
 
 from baton.agents.client import ControlClient
 from baton.agents.config import DEFAULT_SOCKET
 from baton.agents.errors import ControlError, ControlUnavailable
 from baton.cli import render
+from baton.cli.backend import NodeAgents, find_node
 from baton.cli.options import AsJson
 from baton.cli.store import fail
 
 app = typer.Typer(
     help="Supervised agents: list, inspect, start, stop and restart them on a running "
-    "orchestrator (over its control socket).",
+    "orchestrator (a node's, through its socket, else over the control socket).",
     no_args_is_help=True,
 )
 
@@ -67,6 +69,13 @@ def agents(
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for an answer.")
     ] = 60.0,
 ) -> None:
+    # a node answering on its socket hosts the agents, unless a control socket was named
+    named = ctx.get_parameter_source("socket") in (Source.COMMANDLINE, Source.ENVIRONMENT)
+    node = None if named else find_node(ctx)
+    if node is not None:
+        ctx.call_on_close(node.close)
+        ctx.obj = NodeAgents(node, timeout)
+        return
     ctx.obj = ControlClient(socket, timeout=timeout)
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
 
 from baton.cli import render
+from baton.cli.backend import Doc, connect
 from baton.cli.options import AsJson, Limit, RunId
-from baton.cli.store import open_app
-from baton.store.records import ApprovalRecord
 
 app = typer.Typer(
     help="Approvals runs wait for: list them, approve or reject.", no_args_is_help=True
@@ -25,21 +23,18 @@ By = Annotated[
 Comment = Annotated[str | None, typer.Option("--comment", "-m", help="A note kept with it.")]
 
 
-def approval_document(appr: ApprovalRecord) -> dict[str, Any]:
-    doc = asdict(appr)
-    doc["on_timeout"] = {k: v for k, v in appr.on_timeout.items() if k != "error"}
-    return doc
+STATUSES = ("PENDING", "APPROVED", "REJECTED", "TIMED_OUT")
 
 
-def approval_row(appr: ApprovalRecord) -> list[Any]:
+def approval_row(appr: Doc) -> list[Any]:
     return [
-        appr.run_id,
-        appr.workflow,
-        appr.name,
-        ", ".join(appr.assignees) or "anyone",
-        render.timestamp(appr.requested_at),
-        render.timestamp(appr.deadline_at) if appr.deadline_at is not None else "none",
-        render.status(appr.status),
+        appr["run_id"],
+        appr["workflow"],
+        appr["name"],
+        ", ".join(appr["assignees"]) or "anyone",
+        render.stamp(appr["requested_at"]),
+        render.stamp(appr["deadline_at"]) if appr["deadline_at"] is not None else "none",
+        render.status(appr["status"]),
     ]
 
 
@@ -55,14 +50,15 @@ def list_approvals(
     as_json: AsJson = False,
 ) -> None:
     """List approvals (pending ones by default), oldest first."""
-    wanted = None if status.upper() == "ALL" else status
-    with open_app(ctx.obj) as baton_app:
-        try:
-            rows = baton_app.approvals(wanted, run_id, limit)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--status") from None
+    wanted = None if status.upper() == "ALL" else status.upper()
+    if wanted is not None and wanted not in STATUSES:
+        known = ", ".join(sorted(STATUSES))
+        message = f"unknown approval status {wanted!r}; one of {known} or ALL"
+        raise typer.BadParameter(message, param_hint="--status")
+    with connect(ctx) as backend:
+        rows = backend.approvals(wanted, run_id, limit)
     if as_json:
-        render.emit_json([approval_document(a) for a in rows])
+        render.emit_json(rows)
     else:
         render.show_table(
             COLUMNS, [approval_row(a) for a in rows], "no approvals", keep=("run id",)
@@ -78,13 +74,13 @@ def _decide(
     comment: str | None,
     as_json: bool,
 ) -> None:
-    with open_app(ctx.obj) as baton_app:
-        appr = baton_app.decide(run_id, name, approved, by, comment)
+    with connect(ctx) as backend:
+        appr = backend.decide(run_id, name, approved, by, comment)
     if as_json:
-        render.emit_json(approval_document(appr))
+        render.emit_json(appr)
         return
-    who = f" by {appr.decided_by}" if appr.decided_by else ""
-    typer.echo(f"approval {name!r} of run {run_id}: {appr.status}{who}")
+    who = f" by {appr['decided_by']}" if appr["decided_by"] else ""
+    typer.echo(f"approval {name!r} of run {run_id}: {appr['status']}{who}")
 
 
 @app.command("approve")

@@ -9,7 +9,8 @@ from typing import Any
 from rich.text import Text
 
 from baton.cli import render
-from baton.cli.documents import decode, run_document, step_document
+from baton.cli.documents import decode
+from baton.server.views import run_view, step_view
 from baton.store.records import RunRecord, StepRecord
 
 MARK = "≠"
@@ -35,13 +36,13 @@ def diff_document(
             {
                 "seq": seq,
                 "same": sa is not None and sb is not None and _step_key(sa) == _step_key(sb),
-                "a": None if sa is None else step_document(sa),
-                "b": None if sb is None else step_document(sb),
+                "a": None if sa is None else step_view(sa).model_dump(mode="json"),
+                "b": None if sb is None else step_view(sb).model_dump(mode="json"),
             }
         )
     return {
-        "a": run_document(a),
-        "b": run_document(b),
+        "a": run_view(a).model_dump(mode="json"),
+        "b": run_view(b).model_dump(mode="json"),
         "input": _pair(decode(a.input), decode(b.input)),
         "output": _pair(decode(a.output), decode(b.output)),
         "error": _pair(_error_key(a.error), _error_key(b.error)),

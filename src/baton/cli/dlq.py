@@ -7,26 +7,24 @@ from typing import Annotated, Any
 import typer
 
 from baton.cli import render
-from baton.cli.documents import decode, run_document
+from baton.cli.backend import Doc, connect
 from baton.cli.options import AsJson, Limit, RunId
-from baton.cli.store import open_app
-from baton.store.records import RunRecord, RunStatus
+from baton.store.records import RunStatus
 
 app = typer.Typer(help="The dead-letter queue: list DEAD runs, redrive them.", no_args_is_help=True)
 
 COLUMNS = ("run id", "workflow", "failed step", "error", "attempts", "finished")
 
 
-def dead_row(run: RunRecord) -> list[Any]:
-    error = decode(run.error)
-    error = error if isinstance(error, dict) else {}
+def dead_row(run: Doc) -> list[Any]:
+    error = run["error"] if isinstance(run["error"], dict) else {}
     return [
-        run.run_id,
-        f"{run.workflow}@{run.version}",
+        run["run_id"],
+        f"{run['workflow']}@{run['version']}",
         error.get("step") or "-",
-        render.error_summary(run.error),
-        error.get("attempts") or run.attempt,
-        render.timestamp(run.finished_at),
+        render.error_text(run["error"]),
+        error.get("attempts") or run["attempt"],
+        render.stamp(run["finished_at"]),
     ]
 
 
@@ -40,10 +38,10 @@ def list_dead(
     as_json: AsJson = False,
 ) -> None:
     """List DEAD runs, newest first."""
-    with open_app(ctx.obj) as baton_app:
-        runs = baton_app.runs([RunStatus.DEAD], workflow, limit)
+    with connect(ctx) as backend:
+        runs = backend.runs([RunStatus.DEAD], workflow, limit)
     if as_json:
-        render.emit_json([run_document(r) for r in runs])
+        render.emit_json(runs)
     else:
         rows = [dead_row(r) for r in runs]
         render.show_table(COLUMNS, rows, "the dead-letter queue is empty", keep=("run id",))
@@ -52,12 +50,13 @@ def list_dead(
 @app.command("redrive")
 def redrive(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
     """Send a DEAD (or FAILED) run back to its queue; it resumes at its failed step."""
-    with open_app(ctx.obj) as baton_app:
-        run = baton_app.redrive(run_id).info()
+    with connect(ctx) as backend:
+        run = backend.redrive(run_id)
     if as_json:
-        render.emit_json(run_document(run))
+        render.emit_json(run)
         return
-    typer.echo(f"run {run.run_id} ({run.workflow}@{run.version}) is back in queue {run.queue!r}")
+    name = f"{run['workflow']}@{run['version']}"
+    typer.echo(f"run {run['run_id']} ({name}) is back in queue {run['queue']!r}")
     typer.echo(
         "a worker (any process running the app with this workflow registered) "
         "will resume it at its failed step"

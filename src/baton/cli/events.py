@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
 
 from baton.cli import render
-from baton.cli.documents import event_document
+from baton.cli.backend import Doc, connect
 from baton.cli.options import AsJson, Limit
-from baton.cli.store import open_app
-from baton.store.records import EventRecord
 
 app = typer.Typer(help="The event log (CloudEvents).", no_args_is_help=True)
 
 COLUMNS = ("seq", "time", "type", "run id", "correlation id", "data")
 
 
-def event_row(event: EventRecord) -> list[Any]:
+def event_row(event: Doc) -> list[Any]:
+    data = event.get("data")
     return [
-        event.seq,
-        render.timestamp(event.time),
-        event.type,
-        event.run_id or "-",
-        event.correlation_id or "-",
-        render.compact_json(event.data),
+        event["seq"],
+        render.stamp(event["time"]),
+        event["type"],
+        event.get("runid") or "-",
+        event.get("correlationid") or "-",
+        "" if data is None else json.dumps(data, ensure_ascii=False),
     ]
 
 
@@ -45,10 +45,10 @@ def list_events(
     as_json: AsJson = False,
 ) -> None:
     """List events, oldest first."""
-    with open_app(ctx.obj) as baton_app:
-        events = baton_app.events(run, type_, correlation, after, limit)
+    with connect(ctx) as backend:
+        events = backend.events(run, type_, correlation, after, limit)
     if as_json:
-        render.emit_json([event_document(e) for e in events])
+        render.emit_json(events)
     else:
         rows = [event_row(e) for e in events]
         render.show_table(COLUMNS, rows, "no events", keep=("run id",))

@@ -1,4 +1,4 @@
-"""The `baton` command: `baton [--store URL] runs|dlq|events|nodes|store ...`."""
+"""The `baton` command: `baton [--store URL] [--socket PATH] runs|dlq|events|nodes|serve ...`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ from typing import Annotated
 
 import typer
 
-from baton.cli import agents, approvals, dlq, events, migrate, nodes, replay, runs, schedules
+from baton.cli import (
+    agents,
+    approvals,
+    dlq,
+    events,
+    migrate,
+    nodes,
+    replay,
+    runs,
+    schedules,
+    serve,
+)
+from baton.cli.backend import SOCKET_KEY
+from baton.cli.remote import DEFAULT_SOCKET
 from baton.store import DEFAULT_LOCATION
 
 app = typer.Typer(
@@ -25,6 +38,7 @@ app.add_typer(nodes.app, name="nodes")
 app.add_typer(agents.app, name="agents")
 app.add_typer(migrate.app, name="store")
 app.command("replay-check")(replay.replay_check_command)
+app.command("serve")(serve.serve_command)
 
 
 @app.callback()
@@ -39,8 +53,19 @@ def root(
             help="The store: a file path, sqlite:///path or postgresql://… It must exist.",
         ),
     ] = DEFAULT_LOCATION,
+    socket: Annotated[
+        str,
+        typer.Option(
+            "--socket",
+            envvar="BATON_SOCKET",
+            metavar="PATH",
+            help="A running node's UNIX socket: commands go through the node when it answers "
+            "there (with BATON_TOKEN as their token), else to the store.",
+        ),
+    ] = DEFAULT_SOCKET,
 ) -> None:
     ctx.obj = store
+    ctx.meta[SOCKET_KEY] = socket
 
 
 def main() -> None:

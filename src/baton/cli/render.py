@@ -14,8 +14,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from baton.cli.documents import decode
-
 # Piped output is for grep and files: do not squeeze tables to a guessed terminal width.
 PIPE_WIDTH = 240
 
@@ -68,22 +66,32 @@ def duration(start: float | None, end: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def parse_time(text: str | None) -> float | None:
+    """An RFC 3339 time (as the API and `--json` give them) as epoch seconds."""
+    return None if text is None else datetime.fromisoformat(text).timestamp()
+
+
+def stamp(text: str | None) -> str:
+    """An RFC 3339 time to the second, as `timestamp` shows it."""
+    return timestamp(parse_time(text))
+
+
+def span(start: str | None, end: str | None) -> str:
+    """The duration between two RFC 3339 times, as `duration` shows it."""
+    return duration(parse_time(start), parse_time(end))
+
+
+def error_text(error: Any) -> str:
+    """`Type: message` from a decoded error document."""
+    if not error:
+        return ""
+    if not isinstance(error, dict):
+        return str(error)
+    return f"{error.get('type', 'Error')}: {error.get('message', '')}"
+
+
 def status(value: str) -> Text:
     return Text(value, style=STATUS_STYLES.get(value, ""))
-
-
-def error_summary(error: str | None) -> str:
-    """`Type: message` from a stored error document."""
-    doc = decode(error)
-    if not doc:
-        return ""
-    if not isinstance(doc, dict):
-        return str(doc)
-    return f"{doc.get('type', 'Error')}: {doc.get('message', '')}"
-
-
-def compact_json(text: str | None) -> str:
-    return "" if text is None else json.dumps(decode(text), ensure_ascii=False)
 
 
 def table(

@@ -10,11 +10,11 @@ import typer
 from rich.text import Text
 
 from baton.cli import compensations, diff, render
-from baton.cli.documents import decode, run_document, step_document
+from baton.cli.backend import Doc, connect
 from baton.cli.options import AsJson, Limit, RunId
 from baton.cli.store import fail, open_app
 from baton.core.errors import RunNotFound
-from baton.store.records import RunRecord, RunStatus, StepRecord
+from baton.store.records import RunStatus
 
 app = typer.Typer(help="List, inspect, compare and cancel runs.", no_args_is_help=True)
 
@@ -45,17 +45,17 @@ def parse_statuses(values: list[str]) -> list[str]:
     return wanted
 
 
-def run_row(run: RunRecord) -> list[Any]:
+def run_row(run: Doc) -> list[Any]:
     return [
-        run.run_id,
-        f"{run.workflow}@{run.version}",
-        render.status(run.status),
-        run.queue,
-        run.priority,
-        run.attempt,
-        render.timestamp(run.created_at),
-        render.duration(run.started_at, run.finished_at),
-        run.correlation_id,
+        run["run_id"],
+        f"{run['workflow']}@{run['version']}",
+        render.status(run["status"]),
+        run["queue"],
+        run["priority"],
+        run["attempt"],
+        render.stamp(run["created_at"]),
+        render.span(run["started_at"], run["finished_at"]),
+        run["correlation_id"],
     ]
 
 
@@ -74,10 +74,10 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
     statuses = parse_statuses(status or [])
-    with open_app(ctx.obj) as baton_app:
-        runs = baton_app.runs(statuses or None, workflow, limit)
+    with connect(ctx) as backend:
+        runs = backend.runs(statuses or None, workflow, limit)
     if as_json:
-        render.emit_json([run_document(r) for r in runs])
+        render.emit_json(runs)
     else:
         rows = [run_row(r) for r in runs]
         render.show_table(RUN_COLUMNS, rows, "no runs", keep=KEEP)
@@ -86,13 +86,11 @@ def list_runs(
 @app.command("show")
 def show_run(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
     """Show a run: its fields, input, output, error, steps and compensation log."""
-    with open_app(ctx.obj) as baton_app:
-        run = baton_app.get_run(run_id)
-        if run is None:
-            raise RunNotFound(run_id)
-        steps, undo = compensations.split(baton_app.steps(run_id))
+    with connect(ctx) as backend:
+        run = backend.run(run_id)
+        steps, undo = compensations.split(backend.steps(run_id))
     if as_json:
-        doc = {"run": run_document(run), "steps": [step_document(s) for s in steps]}
+        doc: dict[str, Any] = {"run": run, "steps": steps}
         if compensations.has_log(run, undo):
             doc["compensations"] = compensations.documents(steps, undo)
         render.emit_json(doc)
@@ -123,23 +121,24 @@ def diff_runs(
 @app.command("cancel")
 def cancel_run(ctx: typer.Context, run_id: RunId, as_json: AsJson = False) -> None:
     """Cancel a run that has not ended (a step already running finishes, unrecorded)."""
-    with open_app(ctx.obj) as baton_app:
-        run = baton_app.cancel(run_id)
+    with connect(ctx) as backend:
+        run = backend.cancel(run_id)
     if as_json:
-        render.emit_json(run_document(run))
+        render.emit_json(run)
     else:
-        typer.echo(f"run {run.run_id} ({run.workflow}@{run.version}) is {run.status}")
+        typer.echo(f"run {run['run_id']} ({run['workflow']}@{run['version']}) is {run['status']}")
 
 
-def _show(run: RunRecord, steps: list[StepRecord]) -> None:
+def _show(run: Doc, steps: list[Doc]) -> None:
     out = render.console()
     out.print(render.fields(_fields(run)))
-    for title, text in (("input", run.input), ("output", run.output)):
-        if text is not None:
+    for title in ("input", "output"):
+        # a workflow that returned None has the output null: shown as such once it succeeded
+        if run[title] is not None or (title == "output" and run["status"] == "SUCCEEDED"):
             out.print(Text(f"\n{title}", style="bold"))
-            out.print(Text(json.dumps(decode(text), indent=2, ensure_ascii=False)))
-    if run.error is not None:
-        error = decode(run.error)
+            out.print(Text(json.dumps(run[title], indent=2, ensure_ascii=False)))
+    if run["error"] is not None:
+        error = run["error"]
         error = error if isinstance(error, dict) else {"message": error}
         out.print(Text("\nerror", style="bold red"))
         out.print(render.fields((k, error.get(k)) for k in ("type", "message", "step", "attempts")))
@@ -150,30 +149,29 @@ def _show(run: RunRecord, steps: list[StepRecord]) -> None:
     render.show_table(STEP_COLUMNS, rows, "no steps recorded", keep=KEEP)
 
 
-def _fields(run: RunRecord) -> list[tuple[str, Any]]:
+def _fields(run: Doc) -> list[tuple[str, Any]]:
     fields: list[tuple[str, Any]] = [
-        ("run id", run.run_id),
-        ("workflow", f"{run.workflow}@{run.version}"),
-        ("status", render.status(run.status)),
-        ("queue", run.queue),
-        ("priority", run.priority),
-        ("attempt", run.attempt),
-        ("correlation id", run.correlation_id),
-        ("idempotency key", run.idempotency_key),
-        ("parent run", run.parent_run_id),
-        ("owner", run.owner),
-        ("created", render.timestamp(run.created_at)),
-        ("started", _unless_none(run.started_at, render.timestamp)),
-        ("finished", _unless_none(run.finished_at, render.timestamp)),
+        ("run id", run["run_id"]),
+        ("workflow", f"{run['workflow']}@{run['version']}"),
+        ("status", render.status(run["status"])),
+        ("queue", run["queue"]),
+        ("priority", run["priority"]),
+        ("attempt", run["attempt"]),
+        ("correlation id", run["correlation_id"]),
+        ("idempotency key", run["idempotency_key"]),
+        ("parent run", run["parent_run_id"]),
+        ("owner", run["owner"]),
+        ("created", render.stamp(run["created_at"])),
+        ("started", _unless_none(run["started_at"], render.stamp)),
+        ("finished", _unless_none(run["finished_at"], render.stamp)),
         (
             "duration",
-            _unless_none(run.finished_at, lambda end: render.duration(run.started_at, end)),
+            _unless_none(run["finished_at"], lambda end: render.span(run["started_at"], end)),
         ),
-        ("timeout", _unless_none(run.timeout, lambda seconds: f"{seconds:g}s")),
-        ("deadline", _unless_none(run.deadline_at, render.timestamp)),
+        ("deadline", _unless_none(run["deadline_at"], render.stamp)),
     ]
-    if run.status in (RunStatus.ENQUEUED, RunStatus.COMPENSATING):
-        fields.append(("available at", render.timestamp(run.available_at)))
+    if run["status"] in (RunStatus.ENQUEUED, RunStatus.COMPENSATING):
+        fields.append(("available at", render.stamp(run["available_at"])))
     return fields
 
 
@@ -181,13 +179,13 @@ def _unless_none(value: Any, show: Callable[[Any], str]) -> str | None:
     return None if value is None else show(value)
 
 
-def _step_row(step: StepRecord) -> list[Any]:
+def _step_row(step: Doc) -> list[Any]:
     return [
-        step.seq,
-        step.name,
-        render.status(step.status),
-        step.attempts,
-        render.timestamp(step.started_at),
-        render.duration(step.started_at, step.finished_at),
-        render.error_summary(step.error),
+        step["seq"],
+        step["name"],
+        render.status(step["status"]),
+        step["attempts"],
+        render.stamp(step["started_at"]),
+        render.span(step["started_at"], step["finished_at"]),
+        render.error_text(step["error"]),
     ]

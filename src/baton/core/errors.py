@@ -359,3 +359,51 @@ class InvalidQueueLimit(FlowControlError):
 
 class InvalidStartOption(FlowControlError):
     """`app.start` got a concurrency key, key limit or debounce that does not fit."""
+
+
+class ConfigError(BatonError, ValueError):
+    """A node configuration (baton.yaml, BATON_* environment variables, command-line overrides)
+    that cannot be used. `path` is the file (or "<env BATON_PORT>", "<overrides>"), `line` and
+    `col` are 1-based (0 where there is no file position), `field` is the dotted key path.
+
+    Several problems found at once come as one ConfigError whose `errors` lists each (its own
+    fields are the first one's); its message shows one problem per line."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        path: str | None = None,
+        line: int = 0,
+        col: int = 0,
+        field: str = "",
+    ) -> None:
+        self.path = path or "<config>"
+        self.line = line
+        self.col = col
+        self.field = field
+        self.problem = problem
+        self.errors: list[ConfigError] = [self]
+        super().__init__(self._line())
+
+    @classmethod
+    def combine(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error standing for all of `errors` (the error itself when there is one)."""
+        if not errors:
+            raise ValueError("combine() needs at least one error")
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(
+            first.problem, path=first.path, line=first.line, col=first.col, field=first.field
+        )
+        combined.errors = list(errors)
+        combined.args = ("\n".join(e._line() for e in errors),)
+        return combined
+
+    def _line(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.path}:{self.line}:{self.col}: {where}{self.problem}"
+
+    def __str__(self) -> str:
+        return "\n".join(e._line() for e in self.errors)

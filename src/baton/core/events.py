@@ -41,6 +41,7 @@ APPROVAL_DECIDED = "baton.approval.decided"
 APPROVAL_TIMED_OUT = "baton.approval.timed_out"
 APPROVAL_ESCALATED = "baton.approval.escalated"
 CHILD_STARTED = "baton.child.started"  # on the parent: it started a child run
+FLAG_CHANGED = "baton.flag.changed"  # a feature flag was set or deleted (subject: its name)
 
 
 @dataclass(slots=True)

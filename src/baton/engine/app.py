@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import os
@@ -20,17 +21,20 @@ from baton.core.retry import Retry
 from baton.engine import compose, forks, liveness, saga
 from baton.engine.compose import StepCall
 from baton.engine.execution import current, in_step
+from baton.engine.flags import Flags
 from baton.engine.handles import RunHandle
 from baton.engine.registry import Registry, StepDef, WorkflowDef, is_async
 from baton.engine.runtime import Runtime, RuntimeOptions
 from baton.engine.scheduler import Schedule, Schedules, declare, run_handles
 from baton.engine.versioning import ReplayResult, replay_check
 from baton.engine.waits import approval_event
+from baton.observability import metrics, tracing
 from baton.observability.logging import get_logger
 from baton.store import open_store
 from baton.store.flow import Queue, check_start_options
 from baton.store.protocol import Store
 from baton.store.records import (
+    TERMINAL,
     ApprovalRecord,
     EventRecord,
     RunRecord,
@@ -76,6 +80,8 @@ class App:
         self.clock: Clock = clock or RealClock()
         self.registry = Registry()
         self.source = f"baton://{liveness.hostname()}/{os.getpid()}"
+        # feature flags in the store: app.flags.get/set/delete/all, baton.flag() in a run
+        self.flags = Flags(self.store, self.clock, self.source, self.registry)
         self._options = RuntimeOptions(
             concurrency=concurrency,
             queues=list(queues) if queues else None,
@@ -183,6 +189,85 @@ class App:
         `debounce_key`, the run waits `debounce` seconds, and a later start with the same key
         before it begins replaces its input and pushes it back instead of adding a run.
         """
+        pending = self._begin_start(
+            workflow,
+            args,
+            kwargs,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            priority=priority,
+            queue=queue,
+            timeout=timeout,
+            version=version,
+            concurrency_key=concurrency_key,
+            key_limit=key_limit,
+            debounce_key=debounce_key,
+            debounce=debounce,
+        )
+        try:
+            outcome = pending.future.result()
+        except BaseException:
+            pending.abandon()
+            raise
+        return pending.finish(outcome)
+
+    async def start_async(
+        self,
+        workflow: str | Callable[..., Any],
+        *args: Any,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        priority: int = 0,
+        queue: str = "default",
+        timeout: float | None = None,
+        version: str | None = None,
+        concurrency_key: str | None = None,
+        key_limit: int | None = None,
+        debounce_key: str | None = None,
+        debounce: float | None = None,
+        **kwargs: Any,
+    ) -> RunHandle:
+        """`start` for async callers: awaits the commit without blocking the event loop."""
+        pending = self._begin_start(
+            workflow,
+            args,
+            kwargs,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            priority=priority,
+            queue=queue,
+            timeout=timeout,
+            version=version,
+            concurrency_key=concurrency_key,
+            key_limit=key_limit,
+            debounce_key=debounce_key,
+            debounce=debounce,
+        )
+        try:
+            outcome = await asyncio.wrap_future(pending.future)
+        except BaseException:
+            pending.abandon()
+            raise
+        return pending.finish(outcome)
+
+    def _begin_start(
+        self,
+        workflow: str | Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+        priority: int,
+        queue: str,
+        timeout: float | None,
+        version: str | None,
+        concurrency_key: str | None,
+        key_limit: int | None,
+        debounce_key: str | None,
+        debounce: float | None,
+    ) -> _PendingStart:
+        """Check and build a new run and submit its insert; the caller waits for the commit."""
         wf = self.registry.workflow(_workflow_name(workflow), version)
         check_start_options(wf.name, concurrency_key, key_limit, debounce_key, debounce)
         payload = serialization.dumps({"args": list(args), "kwargs": kwargs}, "workflow input")
@@ -209,6 +294,7 @@ class App:
             concurrency_key=concurrency_key,
             key_limit=key_limit,
             debounce_key=debounce_key,
+            traceparent=tracing.new_traceparent(),  # its executions' spans join this trace
         )
         events = [
             run_event(
@@ -235,34 +321,14 @@ class App:
             )
         try:
             if debounce_key is not None:
-                stored, created = self.store.debounce_run(run, events, self.source).result()
+                future = self.store.debounce_run(run, events, self.source)
             else:
-                stored, created = self.store.create_run(run, events).result()
+                future = self.store.create_run(run, events)
         except BaseException:
             if direct:
-                rt.unreserve()  # type: ignore[union-attr]
-                rt.claim_in_doubt(now)  # type: ignore[union-attr]  # it may have committed
+                rt.unreserve()  # type: ignore[union-attr]  # nothing was submitted
             raise
-        if direct:
-            # the store leaves it unclaimed when its queue has limits: only a claim admits it
-            if created and stored.owner == run.owner:
-                rt.launch_reserved(stored)  # type: ignore[union-attr]
-            else:
-                rt.unreserve()  # type: ignore[union-attr]
-                if created:
-                    rt.wake()
-        elif rt is not None and debounce_key is not None:
-            rt.due_at(stored.available_at)
-        elif rt is not None and created:
-            rt.wake()
-        log.info(
-            "run started",
-            run_id=stored.run_id,
-            workflow=wf.name,
-            correlation_id=stored.correlation_id,
-            created=created,
-        )
-        return RunHandle(self, stored.run_id, created)
+        return _PendingStart(self, rt if direct else None, run, future, now)
 
     def run(self, workflow: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Start a run and wait for its result."""
@@ -308,6 +374,8 @@ class App:
         run = self._must_get(run_id)
         event = run_event(ev.RUN_CANCELLED, self.source, run, now, {"previous": run.status})
         cancelled = saga.cancel(self.store, self.source, run, now, event).result()
+        if cancelled.status in TERMINAL:
+            metrics.run_finished(cancelled.workflow, cancelled.status)
         if self._runtime is not None:
             self._runtime.cancel_local(run_id, cancelled.fence)
         if cancelled.status == RunStatus.COMPENSATING:
@@ -561,6 +629,16 @@ class App:
         self._publish_schedules()
         return self
 
+    def stop_worker(self, timeout: float = 30.0) -> None:
+        """Stop this process's worker as `shutdown` does (stop claiming, let running steps
+        checkpoint, hand back the rest) but keep the App and its store open: `launch()`
+        starts a new worker. A node's `workers` agent stops and restarts this way."""
+        with self._lock:
+            rt, self._runtime = self._runtime, None
+        if rt is not None:
+            rt.shutdown(timeout)
+            atexit.unregister(self._at_exit)
+
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop claiming, let running steps finish and checkpoint, hand back the rest, close."""
         with self._lock:
@@ -644,3 +722,46 @@ def _workflow_name(workflow: str | Callable[..., Any]) -> str:
     if isinstance(wf, WorkflowDef):
         return wf.name
     raise TypeError(f"start() takes a workflow name or a registered workflow, got {workflow!r}")
+
+
+class _PendingStart:
+    """A start whose insert is submitted: what to do once it commits, or if it fails."""
+
+    __slots__ = ("app", "future", "now", "reserved", "run")
+
+    def __init__(
+        self, app: App, reserved: Runtime | None, run: RunRecord, future: Any, now: float
+    ) -> None:
+        # reserved: the runtime holding a slot for the run, claimed in the same commit
+        self.app, self.reserved, self.run, self.future, self.now = app, reserved, run, future, now
+
+    def abandon(self) -> None:
+        if self.reserved is not None:
+            self.reserved.unreserve()
+            self.reserved.claim_in_doubt(self.now)  # it may have committed
+
+    def finish(self, outcome: tuple[RunRecord, bool]) -> RunHandle:
+        stored, created = outcome
+        app, rt = self.app, self.reserved
+        if rt is not None:
+            # the store leaves it unclaimed when its queue has limits: only a claim admits it
+            if created and stored.owner == self.run.owner:
+                rt.launch_reserved(stored)
+            else:
+                rt.unreserve()
+                if created:
+                    rt.wake()
+        else:
+            rt = app._runtime
+            if rt is not None and self.run.debounce_key is not None:
+                rt.due_at(stored.available_at)
+            elif rt is not None and created:
+                rt.wake()
+        log.info(
+            "run started",
+            run_id=stored.run_id,
+            workflow=stored.workflow,
+            correlation_id=stored.correlation_id,
+            created=created,
+        )
+        return RunHandle(app, stored.run_id, created, stored)

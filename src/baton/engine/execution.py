@@ -9,10 +9,12 @@ they run the user's function and wait for the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import random
 import time
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,8 +32,9 @@ from baton.core.errors import (
 from baton.core.events import run_event
 from baton.engine import failures, saga
 from baton.engine.registry import StepDef, WorkflowDef
+from baton.observability import metrics, tracing
 from baton.observability.logging import bind_contextvars, get_logger, unbind_contextvars
-from baton.store.records import NEVER, RunRecord, RunStatus, StepRecord, StepStatus
+from baton.store.records import NEVER, TERMINAL, RunRecord, RunStatus, StepRecord, StepStatus
 
 if TYPE_CHECKING:
     from baton.engine.runtime import Runtime
@@ -73,6 +76,7 @@ class _Plan:
         "input",
         "kind",
         "seq",
+        "span",
         "started_at",
         "value",
     )
@@ -87,6 +91,7 @@ class _Plan:
         self.started_at: float = fields.get("started_at", 0.0)
         self.digest: str = fields.get("digest", "")
         self.input: str | None = fields.get("input")  # kept when the step has compensate=
+        self.span: Any = None  # the attempt's span, while tracing
 
 
 class Execution:
@@ -102,6 +107,7 @@ class Execution:
         self.stop_reason: str | None = None  # "cancelled", "shutdown" or "deadline"
         self.task: asyncio.Task | None = None
         self.started = time.perf_counter()
+        self.trace: tracing.RunTrace | None = None  # this execution's span, while tracing
 
     # -- decisions -----------------------------------------------------------------------
     def plan(self, step: StepDef, args: tuple, kwargs: dict, seq: int | None = None) -> _Plan:
@@ -138,6 +144,10 @@ class Execution:
             output = serialization.dumps(result, f"output of step {step.name!r}")
         except SerializationError as exc:
             return self.failed(step, plan, exc, t0)
+        elapsed = time.perf_counter() - t0
+        metrics.step_attempt(self.wf.name, step.name, elapsed)
+        if self.trace is not None:
+            self._end_step(step, plan, t0)
         now = self.rt.clock.now()
         rec = StepRecord(
             self.run.run_id,
@@ -162,7 +172,7 @@ class Execution:
                 "step": step.name,
                 "seq": plan.seq,
                 "attempt": plan.attempts + 1,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
             },
         )
         return self.rt.store.save_step(self.fence, rec, [event]), None
@@ -175,6 +185,7 @@ class Execution:
         With `hand_back=False` a scheduled retry keeps the run (a gather hands it back once,
         after all its calls) and `RetryLater` says when the attempt is due."""
         attempt = plan.attempts + 1
+        metrics.step_attempt(self.wf.name, step.name, time.perf_counter() - t0)
         now = self.rt.clock.now()
         doc = failures.describe(exc, step.name, attempt)
         rec = StepRecord(
@@ -206,10 +217,13 @@ class Execution:
             rng = random.Random(f"{self.run.run_id}:{plan.seq}:{attempt}")
             delay = policy.delay(attempt, rng)  # type: ignore[union-attr]
             data["delay"] = delay
+            metrics.step_retry(self.wf.name, step.name)
             event = run_event(ev.STEP_RETRYING, self.rt.source, self.run, now, data)
             log.info(
                 "step retrying", step=step.name, attempt=attempt, delay=delay, error=doc["message"]
             )
+            if self.trace is not None:  # after the log line, which carries its span id
+                self._end_step(step, plan, t0, exc, delay)
             if not hand_back:
                 return self.rt.store.save_step(self.fence, rec, [event]), RetryLater(now + delay)
             fut = self.rt.store.retry_step_later(self.fence, rec, now + delay, [event])
@@ -219,6 +233,9 @@ class Execution:
         step_failed = run_event(ev.STEP_FAILED, self.rt.source, self.run, now, data)
         if retryable:  # retries exhausted: the run goes to the dead-letter queue
             log.warning("run dead", step=step.name, attempts=attempt, error=doc["message"])
+            if self.trace is not None:
+                self._end_step(step, plan, t0, exc)
+                self.trace.failed(description=f"step {step.name!r} used up {attempt} attempts")
             dead = run_event(
                 ev.RUN_DEAD,
                 self.rt.source,
@@ -228,7 +245,9 @@ class Execution:
             )
             # or COMPENSATING, when it has completed steps to undo
             fut = saga.end(self, RunStatus.DEAD, doc, [step_failed, dead], [step_failed], rec)
-            return fut, Unwind("dead")
+            return self._ends(fut), Unwind("dead")
+        if self.trace is not None:
+            self._end_step(step, plan, t0, exc)
         _tag(exc, step.name, attempt)
         return self.rt.store.save_step(self.fence, rec, [step_failed]), exc
 
@@ -248,13 +267,16 @@ class Execution:
         ms = round((time.perf_counter() - self.started) * 1000, 3)
         event = run_event(ev.RUN_SUCCEEDED, self.rt.source, self.run, now, {"duration_ms": ms})
         log.info("run succeeded", duration_ms=ms)
-        return self.rt.store.finish_run(
+        fut = self.rt.store.finish_run(
             self.run.run_id, self.fence, RunStatus.SUCCEEDED, output, None, now, [event]
         )
+        return self._ends(fut, RunStatus.SUCCEEDED)
 
     def crashed(self, exc: BaseException) -> Future:
         step, attempts = getattr(exc, "_baton_step", (None, None))
-        return saga.fail(self, exc, step, attempts)  # FAILED, or COMPENSATING
+        if self.trace is not None:
+            self.trace.failed(exc)
+        return self._ends(saga.fail(self, exc, step, attempts))  # FAILED, or COMPENSATING
 
     def expire(self) -> Future:
         """The deadline passed while the run was executing here."""
@@ -284,6 +306,7 @@ class Execution:
         t0 = time.perf_counter()
         token = in_step.set((step.name, plan.seq, plan.attempts + 1))
         bind_contextvars(step=step.name)
+        scope = self._open_step(step, plan) if self.trace is not None else None
         try:
             result = self._invoke_sync(step, args, kwargs)
         except Exception as exc:
@@ -295,6 +318,8 @@ class Execution:
         finally:
             in_step.reset(token)
             unbind_contextvars("step")
+            if scope is not None:
+                tracing.detach(scope)
         fut, raise_ = self.succeeded(step, plan, result, t0)
         self.wait(fut)
         if raise_ is not None:
@@ -310,6 +335,7 @@ class Execution:
         t0 = time.perf_counter()
         token = in_step.set((step.name, plan.seq, plan.attempts + 1))
         bind_contextvars(step=step.name)
+        scope = self._open_step(step, plan) if self.trace is not None else None
         try:
             result = await self._invoke_async(step, args, kwargs)
         except Exception as exc:
@@ -321,6 +347,8 @@ class Execution:
         finally:
             in_step.reset(token)
             unbind_contextvars("step")
+            if scope is not None:
+                tracing.detach(scope)
         fut, raise_ = self.succeeded(step, plan, result, t0)
         await self.await_(fut)
         if raise_ is not None:
@@ -331,8 +359,10 @@ class Execution:
         token = current.set(self)
         bind_contextvars(**self._log_context())
         try:
+            self.trace = tracing.start_run(self.run, self.rt.store.get_run)
             if self.run.status == RunStatus.COMPENSATING:  # undo its steps, not run it
-                self._drive_sync(saga.compensate(self))
+                with self._compensation():
+                    self._drive_sync(saga.compensate(self))
                 return
             args, kwargs = self._input()
             try:
@@ -346,6 +376,8 @@ class Execution:
         except Unwind:
             return
         finally:
+            if self.trace is not None:
+                self.trace.close(self.stop_reason)
             unbind_contextvars(*_LOG_KEYS)
             current.reset(token)
             self.rt.finished(self)
@@ -354,8 +386,10 @@ class Execution:
         current.set(self)
         bind_contextvars(**self._log_context())
         try:
+            self.trace = tracing.start_run(self.run, self.rt.store.get_run)
             if self.run.status == RunStatus.COMPENSATING:  # undo its steps, not run it
-                await self._drive_async(saga.compensate(self))
+                with self._compensation():
+                    await self._drive_async(saga.compensate(self))
                 return
             args, kwargs = self._input()
             try:
@@ -369,6 +403,8 @@ class Execution:
         except (Unwind, asyncio.CancelledError):
             return
         finally:
+            if self.trace is not None:
+                self.trace.close(self.stop_reason)
             self.rt.finished(self)
 
     # -- durable calls other than steps (waits, children, markers) -------------------------
@@ -552,7 +588,7 @@ class Execution:
             now,
             {"step": step, "error": {"type": doc["type"], "message": doc["message"]}},
         )
-        return self.rt.store.finish_run(
+        fut = self.rt.store.finish_run(
             self.run.run_id,
             self.fence,
             RunStatus.FAILED,
@@ -561,6 +597,49 @@ class Execution:
             now,
             [event],
         )
+        return self._ends(fut, RunStatus.FAILED)
+
+    def _ends(self, fut: Future, status: str | None = None) -> Future:
+        """Count the run's end once `fut` commits: as `status`, or as the status it returns
+        (a failure that turned the run COMPENSATING is not an end yet)."""
+        fut.add_done_callback(functools.partial(_count_end, self.wf.name, status))
+        return fut
+
+    def _open_step(self, step: StepDef, plan: _Plan) -> object:
+        """Open the attempt's span, current while the step runs; returns what to detach."""
+        plan.span, scope = self.trace.open_step(step.name, plan.seq, plan.attempts + 1)  # type: ignore[union-attr]
+        return scope
+
+    @contextlib.contextmanager
+    def _compensation(self) -> Iterator[None]:
+        """Count how a compensation phase ends: COMPENSATED, or DEAD (a compensation failed
+        for good: saga raises Unwind("dead") once that is committed)."""
+        try:
+            yield
+        except Unwind as stop:
+            if stop.args == ("dead",):
+                metrics.run_finished(self.wf.name, RunStatus.DEAD)
+                if self.trace is not None:
+                    self.trace.failed(description="a compensation failed for good")
+            raise
+        metrics.run_finished(self.wf.name, RunStatus.COMPENSATED)
+
+    def _end_step(
+        self,
+        step: StepDef,
+        plan: _Plan,
+        t0: float,
+        exc: BaseException | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """End the attempt's span; an attempt that ran without one (a call of baton.gather)
+        gets one now, backdated to when it began."""
+        trace = self.trace
+        assert trace is not None
+        span = plan.span
+        if span is None:
+            span = trace.step_span(step.name, plan.seq, plan.attempts + 1, t0)
+        trace.end_step(span, exc, delay)
 
     def _lost(self, exc: BaseException) -> None:
         if self.stop_reason is None:
@@ -589,6 +668,14 @@ def _tag(exc: BaseException, step: str, attempts: int) -> None:
             exc._baton_step = (step, attempts)  # type: ignore[attr-defined]
     except AttributeError:
         pass
+
+
+def _count_end(workflow: str, status: str | None, fut: Future) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    ended = status if status is not None else fut.result()
+    if ended in TERMINAL:
+        metrics.run_finished(workflow, ended)
 
 
 def _done() -> Future:

@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 class RunHandle:
     """A run by id. Cheap to make; every call reads the store."""
 
-    def __init__(self, app: App, run_id: str, created: bool = True) -> None:
+    def __init__(
+        self, app: App, run_id: str, created: bool = True, record: RunRecord | None = None
+    ) -> None:
         self.app = app
         self.id = run_id
         self.created = created  # False when an idempotency key matched an existing run
+        self.record = record  # the run as its start stored (or found) it, when known
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"

@@ -25,9 +25,10 @@ from baton.engine import failures, liveness
 from baton.engine.execution import Execution
 from baton.engine.registry import Registry
 from baton.engine.scheduler import Scheduler
+from baton.observability import metrics
 from baton.observability.logging import get_logger
 from baton.store.protocol import Store
-from baton.store.records import RunRecord, WorkerRecord
+from baton.store.records import RunRecord, RunStatus, WorkerRecord
 
 T = TypeVar("T")
 log = get_logger("baton.runtime")
@@ -260,6 +261,8 @@ class Runtime:
         wf = self.registry.find(run.workflow, run.version)
         assert wf is not None, "claims only take served workflows"
         ex = Execution(self, run, wf, fresh)
+        if run.attempt == 1 and run.status != RunStatus.COMPENSATING:  # its first claim
+            metrics.run_started(run.workflow)
         with self._lock:
             stale = self._active.get(run.run_id)
             self._active[run.run_id] = ex
@@ -411,6 +414,7 @@ class Runtime:
             log.error("deadline sweep failed", error=str(exc))
             return
         for run in expired:
+            metrics.run_finished(run.workflow, RunStatus.FAILED)
             self.cancel_local(run.run_id)
             self._on_finished(run.run_id)
 

@@ -1,1 +1,1 @@
-"""Structured logs (and, later, metrics and traces) usable from any layer."""
+"""Structured logs, Prometheus metrics and OpenTelemetry traces, usable from any layer."""

@@ -8,6 +8,7 @@ import sys
 from typing import IO, Any
 
 import structlog
+from opentelemetry import trace
 from structlog.contextvars import bind_contextvars, bound_contextvars, unbind_contextvars
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "bound_contextvars",
     "configure_logging",
     "get_logger",
+    "trace_context",
     "unbind_contextvars",
 ]
 
@@ -30,6 +32,7 @@ def configure_logging(level: str | int | None = None, stream: IO[str] | None = N
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            trace_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -40,6 +43,17 @@ def configure_logging(level: str | int | None = None, stream: IO[str] | None = N
         cache_logger_on_first_use=False,
     )
     _configured = True
+
+
+def trace_context(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: `trace_id` and `span_id` of the current span, when one is
+    recording (a run or step span while tracing is on, or the application's own)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        ctx = span.get_span_context()
+        event.setdefault("trace_id", f"{ctx.trace_id:032x}")
+        event.setdefault("span_id", f"{ctx.span_id:016x}")
+    return event
 
 
 def get_logger(name: str = "baton") -> Any:

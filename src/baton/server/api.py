@@ -8,11 +8,26 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from baton.core.roles import Role
-from baton.server import problems
+from baton.server import hub, problems, streams
 from baton.server.auth import Authenticator
 from baton.server.context import Control
+from baton.server.dashboard import routes as dashboard
 from baton.server.limits import BodyLimit
-from baton.server.routes import agents, analytics, approvals, dlq, events, nodes, runs, schedules
+from baton.server.routes import (
+    agents,
+    analytics,
+    approvals,
+    dlq,
+    events,
+    flags,
+    metrics,
+    nodes,
+    runs,
+    schedules,
+)
+from baton.server.routes import hooks as inbound_hooks
+from baton.server.routes import webhooks as outbound_webhooks
+from baton.server.tracing import TraceContext
 
 if TYPE_CHECKING:
     from baton.engine.app import App
@@ -38,6 +53,7 @@ def create_api(
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=hub.lifespan,  # starts and stops control.extras["hub"]
     )
     api.state.control = Control(
         app=app,
@@ -46,8 +62,15 @@ def create_api(
         node=node,
         hooks=dict(hooks or {}),
     )
+    api.state.control.extras["hub"] = hub.EventHub(app.store)  # the event log's one reader
     problems.install(api)
-    for module in (runs, approvals, dlq, schedules, agents, events, nodes, analytics):
+    routes = (runs, approvals, dlq, schedules, agents, events, flags)
+    routes += (nodes, analytics, metrics, streams)
+    for module in routes:
         api.include_router(module.router)
+    api.include_router(outbound_webhooks.router)  # outbound subscriptions and deliveries
+    api.include_router(inbound_hooks.router)  # POST /hooks/{name}: signed, no bearer token
+    dashboard.mount(api)  # pages at /, partials, actions, /login, /static
     api.add_middleware(BodyLimit, limit=max_body)
+    api.add_middleware(TraceContext)
     return api

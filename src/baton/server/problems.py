@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (errors.StepNotFound, 422, "step-not-found"),
     (errors.UnknownWorkflow, 422, "unknown-workflow"),
     (errors.ApprovalClosed, 409, "approval-closed"),
+    (errors.NotAnAssignee, 403, "not-an-assignee"),
     (errors.InvalidState, 409, "invalid-state"),
     (errors.SerializationError, 422, "not-serializable"),
     (errors.ScheduleError, 422, "invalid-schedule"),
@@ -99,8 +101,61 @@ def _status_of(exc: BaseException) -> tuple[int, str]:
     return 500, "internal"
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details (application/problem+json). A problem may carry "
+    "more members: `errors` for invalid input, `required_role` for a 403, `error` for a typed "
+    "Baton error.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:baton:problem:<slug>, or about:blank"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request's path."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {
+                    "path": {"type": "string", "description": "$.a.b[0] in the body; query.x"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _document(doc: dict[str, Any]) -> dict[str, Any]:
+    """Say in the OpenAPI document what every operation answers on error: a problem (FastAPI
+    documents its own 422 shape, which this API never sends). Idempotent."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _PROBLEM_SCHEMA
+    content = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "422" in responses:
+                responses["422"] = {"description": "Invalid input", "content": content}
+            responses.setdefault(
+                "default", {"description": "An error, as problem details", "content": content}
+            )
+    schemas = doc["components"]["schemas"]
+    if '"#/components/schemas/HTTPValidationError"' not in json.dumps(doc.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return doc
+
+
 def install(api: FastAPI) -> None:
     """Answer every error, expected or not, with a problem document; never with a traceback."""
+    build = api.openapi
+    api.openapi = lambda: _document(build())  # type: ignore[method-assign]
 
     @api.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -135,7 +190,9 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}.get(
+            exc.status_code, "Error"
+        )
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
             exc.status_code, title, detail, None, request.url.path, headers=exc.headers

@@ -7,9 +7,9 @@ times are RFC 3339 strings in UTC.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from baton.core.events import rfc3339
 from baton.core.redact import redact
@@ -26,16 +26,74 @@ from baton.store.records import (
 
 
 def when(ts: float | None) -> str | None:
-    return None if ts is None or ts >= NEVER else rfc3339(ts)
+    return None if ts is None or ts >= NEVER else instant(ts)
+
+
+def instant(ts: float) -> str:
+    """RFC 3339 in UTC; a time no calendar date can show (year 0, 10000) as its epoch seconds
+    rather than failing the answer it is part of."""
+    try:
+        return rfc3339(ts)
+    except (ValueError, OverflowError, OSError):
+        return str(ts)
+
+
+# JSON nested deeper than this is refused on input (422); the renderers (redaction, pydantic,
+# json) have recursion limits, so a stored value nested deeper than SHOWN_DEPTH (put there
+# through the Python API) is not shown rather than failing the whole answer
+ACCEPTED_DEPTH = 100
+SHOWN_DEPTH = 200
+
+
+def depth(value: Any) -> int:
+    """How deep lists and dicts nest in `value` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list | tuple):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def shallow(value: Any) -> Any:
+    """A pydantic after-validator for JSON values the API accepts."""
+    if depth(value) > ACCEPTED_DEPTH:
+        raise ValueError(f"JSON nested deeper than {ACCEPTED_DEPTH} levels is not accepted")
+    return value
+
+
+def storable(text: str) -> str:
+    """A pydantic after-validator for text the API accepts: no NUL (PostgreSQL cannot keep
+    U+0000 in text, and the two stores keep the same rules), no lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        raise ValueError("text may not contain NUL (U+0000)")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it has a lone surrogate)") from None
+    return text
+
+
+JsonValue = Annotated[Any, AfterValidator(shallow)]
+Text = Annotated[str, AfterValidator(storable)]
 
 
 def decoded(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return redact(json.loads(text))
+        value = json.loads(text)
+    except RecursionError:  # nested past the parser's limit: not shown (nor its secrets)
+        value = None
     except ValueError:
         return text
+    else:
+        if depth(value) <= SHOWN_DEPTH:
+            return redact(value)
+    return f"(not shown: JSON nested deeper than {SHOWN_DEPTH} levels)"
 
 
 class Run(BaseModel):
@@ -146,7 +204,7 @@ def event_view(event: EventRecord) -> Event:
         type=event.type,
         source=event.source,
         subject=event.subject,
-        time=rfc3339(event.time),
+        time=instant(event.time),
         correlationid=event.correlation_id,
         runid=event.run_id,
         data=decoded(event.data),

@@ -21,6 +21,12 @@ from baton.store.records import (
     StepRecord,
     WorkerRecord,
 )
+from baton.store.webhooks import (
+    ClaimedDelivery,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 
 class Store(Protocol):
@@ -86,6 +92,10 @@ class Store(Protocol):
     ) -> list[RunRecord]: ...
 
     def count_runs(self, status: Iterable[str] | None = None) -> dict[str, int]: ...
+
+    def queue_depths(self) -> dict[str, int]:
+        """How many runs are ENQUEUED in each queue that has any (due now or later)."""
+        ...
 
     def next_due(
         self, queues: Sequence[str] | None, served: Sequence[tuple[str, str]] | None = None
@@ -280,9 +290,66 @@ class Store(Protocol):
         """Re-enqueue RUNNING runs owned by `dead_workers` or by no registered worker."""
         ...
 
+    # feature flags -----------------------------------------------------------------------
+    def set_flag(
+        self,
+        name: str,
+        value_json: str,
+        now: float,
+        by: str | None = None,
+        source: str = "baton",
+    ) -> Future[str | None]:
+        """Store flag `name` (JSON text) and append a `baton.flag.changed` event, in one
+        transaction. Resolves to the previous JSON text, or None if there was none."""
+        ...
+
+    def delete_flag(
+        self,
+        name: str,
+        now: float | None = None,
+        by: str | None = None,
+        source: str = "baton",
+    ) -> Future[bool]:
+        """Remove flag `name`'s stored value (with a `baton.flag.changed` event); resolves to
+        whether there was one."""
+        ...
+
+    def list_flags(self) -> dict[str, str]:
+        """Every stored flag: name -> JSON text."""
+        ...
+
+    def get_flag(self, name: str) -> str | None: ...
+
     # events ------------------------------------------------------------------------------
     def append_events(self, events: Sequence[CloudEvent]) -> Future[None]:
         """Append `events` to the event log in one transaction (events outside any run)."""
+        ...
+
+    # analytics ----------------------------------------------------------------------------
+    def finished_runs(
+        self, since: float, until: float, workflow: str | None = None, limit: int = 200_000
+    ) -> list[tuple]:
+        """(workflow, status, created_at, started_at, finished_at) of runs ended in the window."""
+        ...
+
+    def finished_steps(
+        self, since: float, until: float, workflow: str | None = None, limit: int = 500_000
+    ) -> list[tuple]:
+        """(workflow, step, kind, status, attempts, started_at, finished_at) of their steps."""
+        ...
+
+    def event_horizon(self) -> object:
+        """A mark of the transactions now open, for `event_settled` (see store/tail.py)."""
+        ...
+
+    def event_settled(self, horizon: object) -> bool:
+        """Whether every transaction open at `horizon` has ended, so a gap in the events'
+        seq seen before it is for good."""
+        ...
+
+    def ingest_events(self, events: Sequence[CloudEvent]) -> Future[int]:
+        """Append outside events in one transaction, skipping ids already logged; resolves to
+        the number appended."""
         ...
 
     def list_events(
@@ -292,4 +359,102 @@ class Store(Protocol):
         correlation_id: str | None = None,
         after: int = 0,
         limit: int = 100,
-    ) -> list[EventRecord]: ...
+        workflow: str | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[EventRecord]:
+        """Events after position `after`, oldest first; `workflow` keeps those of its runs,
+        `types` those of any of the given types."""
+        ...
+
+    def event_seq(self, event_id: str) -> int | None:
+        """The seq of the logged event with this CloudEvent id, or None."""
+        ...
+
+    def last_event_seq(self) -> int:
+        """The highest seq in the event log (0 when empty)."""
+        ...
+
+    # outbound webhooks (store/webhooks.py, store/sql/webhooks.py) ------------------------------
+    def create_webhook(self, subscription: WebhookSubscription) -> Future[WebhookSubscription]:
+        """Insert a subscription; it receives the events logged from now on."""
+        ...
+
+    def list_webhooks(self) -> list[WebhookSubscription]: ...
+
+    def get_webhook(self, subscription_id: str) -> WebhookSubscription | None: ...
+
+    def update_webhook(
+        self,
+        subscription_id: str,
+        now: float,
+        *,
+        active: bool | None = None,
+        event_types: Sequence[str] | None = None,
+        url: str | None = None,
+        description: str | None = ...,
+    ) -> Future[WebhookSubscription | None]:
+        """Change the fields given; None when there is no such subscription."""
+        ...
+
+    def delete_webhook(self, subscription_id: str) -> Future[bool]:
+        """Remove a subscription and its deliveries; whether it existed."""
+        ...
+
+    def get_cursor(self, name: str) -> int | None:
+        """The seq stored in the named event-log cursor, or None."""
+        ...
+
+    def fan_out_webhooks(
+        self, cursor: str, after: int, upto: int, events: Sequence[EventRecord], now: float
+    ) -> Future[int | None]:
+        """In one transaction: move `cursor` from `after` to `upto` (compare-and-swap) and
+        insert each matching (subscription, event) delivery once. None: the cursor had moved."""
+        ...
+
+    def claim_webhook_deliveries(
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        lease: float,
+        per_subscription: int | None = None,
+        busy: Mapping[str, int] | None = None,
+    ) -> Future[list[ClaimedDelivery]]:
+        """Lease due deliveries of active subscriptions, counting an attempt on each; at most
+        `per_subscription` (less those `busy` says the caller holds) of any one."""
+        ...
+
+    def next_webhook_due(self) -> float | None:
+        """When the earliest PENDING delivery is due, or None when there is none."""
+        ...
+
+    def settle_webhook_delivery(
+        self,
+        delivery_id: str,
+        owner: str,
+        attempts: int,
+        now: float,
+        status: DeliveryStatus,
+        *,
+        retry_at: float | None = None,
+        last_status: int | None = None,
+        last_error: str | None = None,
+    ) -> Future[bool]:
+        """An attempt's outcome, written only while the claim is still `owner`'s."""
+        ...
+
+    def list_webhook_deliveries(
+        self,
+        subscription_id: str | None = None,
+        status: Sequence[str] | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[WebhookDelivery]: ...
+
+    def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    def redeliver_webhook(
+        self, delivery_id: str, now: float
+    ) -> Future[tuple[WebhookDelivery | None, bool]]:
+        """A FAILED or DELIVERED delivery PENDING again with attempts 0; (delivery, changed)."""
+        ...

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baton.core.roles import Role
 from baton.server.auth import caller, guard
 from baton.server.context import Control, control
-from baton.server.views import Approval, approval_view
+from baton.server.views import Approval, Text, approval_view
 
 router = APIRouter(prefix="/api/v1", tags=["approvals"])
 Ctl = Annotated[Control, Depends(control)]
@@ -21,8 +21,8 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     approved: bool
-    comment: str | None = Field(default=None, max_length=10_000)
-    by: str | None = Field(
+    comment: Text | None = Field(default=None, max_length=10_000)
+    by: Text | None = Field(
         default=None, max_length=200, description="Who decides; the token's name by default."
     )
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from baton.core.events import CloudEvent
 from baton.core.roles import Role
 from baton.server.auth import guard
 from baton.server.context import Control, control
-from baton.server.views import Event, event_view
+from baton.server.views import Event, JsonValue, Text, event_view
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 Ctl = Annotated[Control, Depends(control)]
 MAX_BATCH = 10_000
+MAX_SEQ = 2**63 - 1  # a seq is a signed 64-bit integer in both stores
 
 
 class EventPage(BaseModel):
@@ -31,14 +32,27 @@ class IncomingEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     specversion: str = Field(default="1.0", pattern=r"^1\.0$")
-    id: str | None = Field(default=None, min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=500)
-    subject: str | None = Field(default=None, max_length=500)
-    time: datetime | None = None
-    datacontenttype: str | None = Field(default=None, max_length=200)
-    correlationid: str | None = Field(default=None, max_length=500)
-    data: Any = None
+    id: Text | None = Field(default=None, min_length=1, max_length=200)
+    type: Text = Field(min_length=1, max_length=200)
+    source: Text = Field(min_length=1, max_length=500)
+    subject: Text | None = Field(default=None, max_length=500)
+    time: datetime | None = Field(default=None, description="RFC 3339; without an offset, UTC.")
+    datacontenttype: Text | None = Field(default=None, max_length=200)
+    correlationid: Text | None = Field(default=None, max_length=500)
+    data: JsonValue = None
+
+    @field_validator("time")
+    @classmethod
+    def _a_calendar_time(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time in UTC falls outside the years 1 to 9999") from None
+        return value
 
 
 class EventBatch(BaseModel):
@@ -59,7 +73,7 @@ def query_events(
     workflow: str | None = None,
     run_id: str | None = None,
     correlation_id: str | None = None,
-    after: Annotated[int, Query(ge=0, description="Events after this seq.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Events after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
     found = ctl.app.store.list_events(
@@ -88,4 +102,7 @@ def ingest(body: EventBatch, ctl: Ctl) -> Ingested:
         for e in body.events
     ]
     appended = ctl.app.store.ingest_events(events).result()
+    hub = ctl.extras.get("hub")
+    if hub is not None and appended:
+        hub.hint()  # streams get them now rather than at the hub's next poll
     return Ingested(received=len(events), appended=appended)

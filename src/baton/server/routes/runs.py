@@ -2,40 +2,52 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from baton.core.errors import RunNotFound
 from baton.core.roles import Role
+from baton.engine.app import App
 from baton.server.auth import guard
 from baton.server.context import Control, control
-from baton.server.views import Run, Step, run_view, step_view
+from baton.server.views import JsonValue, Run, Step, Text, run_view, step_view
 from baton.store.records import RunStatus
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 Ctl = Annotated[Control, Depends(control)]
 STATUSES = [str(s) for s in RunStatus]
+# keyword names App.start keeps for itself: a workflow's kwargs cannot use them
+RESERVED = frozenset(inspect.signature(App.start).parameters) - {"self", "args", "kwargs"}
 
 
 class StartRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workflow: str = Field(min_length=1, max_length=200)
-    version: str | None = Field(default=None, max_length=100)
-    input: Any = Field(default=None, description="Shorthand for args=[input].")
-    args: list[Any] | None = None
-    kwargs: dict[str, Any] | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=500)
-    correlation_id: str | None = Field(default=None, min_length=1, max_length=500)
+    workflow: Text = Field(min_length=1, max_length=200)
+    version: Text | None = Field(default=None, min_length=1, max_length=100)
+    input: JsonValue = Field(default=None, description="Shorthand for args=[input].")
+    args: list[JsonValue] | None = None
+    kwargs: dict[str, JsonValue] | None = None
+    idempotency_key: Text | None = Field(default=None, min_length=1, max_length=500)
+    correlation_id: Text | None = Field(default=None, min_length=1, max_length=500)
     priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1)
-    queue: str = Field(default="default", min_length=1, max_length=200)
+    queue: Text = Field(default="default", min_length=1, max_length=200)
     timeout: float | None = Field(default=None, gt=0, le=10**9)
-    concurrency_key: str | None = Field(default=None, min_length=1, max_length=500)
+    concurrency_key: Text | None = Field(default=None, min_length=1, max_length=500)
     key_limit: int | None = Field(default=None, ge=1, le=10**6)
-    debounce_key: str | None = Field(default=None, min_length=1, max_length=500)
+    debounce_key: Text | None = Field(default=None, min_length=1, max_length=500)
     debounce: float | None = Field(default=None, gt=0, le=10**9)
+
+    @field_validator("kwargs")
+    @classmethod
+    def _not_reserved(cls, kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+        taken = sorted(set(kwargs or ()) & RESERVED)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: reserved for Baton; give it as a field")
+        return kwargs
 
     @model_validator(mode="after")
     def _one_input(self) -> StartRun:
@@ -52,8 +64,8 @@ class StartRun(BaseModel):
 class Signal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    payload: Any = None
+    name: Text = Field(min_length=1, max_length=200)
+    payload: JsonValue = None
 
 
 class SignalSent(BaseModel):
@@ -65,8 +77,8 @@ class SignalSent(BaseModel):
 class ForkInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    args: list[JsonValue] = Field(default_factory=list)
+    kwargs: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class Fork(BaseModel):
@@ -88,11 +100,18 @@ def _get(ctl: Control, run_id: str) -> Run:
     return run_view(run)
 
 
-@router.post("/runs", status_code=201, response_model=Run, **guard(Role.OPERATOR))
-def start_run(body: StartRun, ctl: Ctl, request: Request, response: Response) -> Run:
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=Run,
+    responses={200: {"model": Run, "description": "The run an idempotency key matched"}},
+    **guard(Role.OPERATOR),
+)
+async def start_run(body: StartRun, ctl: Ctl, response: Response) -> Run:
     """Durably record a run (answered after the commit); 200 when the idempotency key matched
     an existing run."""
-    handle = ctl.app.start(
+    # awaited on the event loop: the commit is the only wait, and no thread is held for it
+    handle = await ctl.app.start_async(
         body.workflow,
         *body.call_args(),
         version=body.version,
@@ -110,7 +129,7 @@ def start_run(body: StartRun, ctl: Ctl, request: Request, response: Response) ->
     if not handle.created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/runs/{handle.id}"
-    return _get(ctl, handle.id)
+    return run_view(handle.record) if handle.record is not None else _get(ctl, handle.id)
 
 
 @router.get("/runs", response_model=RunPage, **guard(Role.VIEWER))

@@ -155,6 +155,17 @@ class PostgresStore(SQLStore):
             self._listener.join(timeout=5)
 
     # -- wake-up hints -------------------------------------------------------------------
+    def event_horizon(self) -> int:
+        """The next transaction id: every transaction that could hold an event's seq now has
+        an id below it."""
+        row = self._read().execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()
+        return int(row[0])
+
+    def event_settled(self, horizon: object) -> bool:
+        """Whether every transaction below `horizon` has ended (committed or rolled back)."""
+        row = self._read().execute("SELECT pg_snapshot_xmin(pg_current_snapshot())").fetchone()
+        return int(row[0]) >= int(horizon)  # type: ignore[call-overload]
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` (in a background thread) when another process makes work ready.
         A hint only: callers still poll. Returns a function that unsubscribes."""

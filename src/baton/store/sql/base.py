@@ -30,7 +30,9 @@ from baton.store.records import (
     StepStatus,
     WorkerRecord,
 )
+from baton.store.sql.analytics import AnalyticsOps
 from baton.store.sql.children import ChildOps
+from baton.store.sql.flags import FlagOps
 from baton.store.sql.flow import FlowOps, claim_rows
 from baton.store.sql.forks import ForkOps
 from baton.store.sql.payloads import (
@@ -63,10 +65,21 @@ from baton.store.sql.text import (  # noqa: F401  (re-exported for the other mod
     _insert_events,
 )
 from baton.store.sql.waits import WaitOps
+from baton.store.sql.webhooks import WebhookOps
 from baton.store.sql.writer import GroupCommitWriter, WriterPool
 
 
-class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
+class SQLStore(
+    WaitOps,
+    ForkOps,
+    FlowOps,
+    ScheduleOps,
+    ChildOps,
+    SagaOps,
+    FlagOps,
+    AnalyticsOps,
+    WebhookOps,
+):
     """The Store protocol over SQL, shared by the SQLite and PostgreSQL backends.
 
     Writes are operations (functions of a connection) run by the backend's group-commit
@@ -180,6 +193,14 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         rows = self._read().execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
         wanted = set(status) if status else None
         return {s: n for s, n in rows if wanted is None or s in wanted}
+
+    def queue_depths(self) -> dict[str, int]:
+        rows = (
+            self._read()
+            .execute("SELECT queue, COUNT(*) FROM runs WHERE status = 'ENQUEUED' GROUP BY queue")
+            .fetchall()
+        )
+        return {queue: n for queue, n in rows}
 
     _READY_RUNS = "runs"  # a backend may name the index to read
 
@@ -463,6 +484,25 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
 
         return self._writer.submit(op)
 
+    def event_horizon(self) -> object:
+        """A mark to pass to `event_settled` later. One writer commits in seq order here, so
+        a gap in the event log's seq is never filled later."""
+        return None
+
+    def event_settled(self, horizon: object) -> bool:
+        return True
+
+    def ingest_events(self, events: Sequence[CloudEvent]) -> Future[int]:
+        """Append events from outside in one transaction; an id already in the log is skipped,
+        so a client may send a batch again. Resolves to the number appended."""
+        rows = _event_rows(events)
+
+        def op(conn: Conn) -> int:
+            cur = conn.executemany(_EVENT_INGEST, rows)
+            return max(0, cur.rowcount) if cur is not None else len(rows)
+
+        return self._writer.submit(op)
+
     def list_events(
         self,
         run_id: str | None = None,
@@ -470,6 +510,8 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         correlation_id: str | None = None,
         after: int = 0,
         limit: int = 100,
+        workflow: str | None = None,
+        types: Sequence[str] | None = None,
     ) -> list[EventRecord]:
         clauses, params = ["seq > ?"], [after]
         filters = (("run_id", run_id), ("type", type), ("correlation_id", correlation_id))
@@ -477,6 +519,12 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if types:
+            clauses.append(f"type IN ({', '.join('?' for _ in types)})")
+            params.extend(types)
+        if workflow is not None:
+            clauses.append("run_id IN (SELECT run_id FROM runs WHERE workflow = ?)")
+            params.append(workflow)
         rows = (
             self._read()
             .execute(
@@ -488,7 +536,19 @@ class SQLStore(WaitOps, ForkOps, FlowOps, ScheduleOps, ChildOps, SagaOps):
         )
         return [EventRecord(*r) for r in rows]
 
+    def event_seq(self, event_id: str) -> int | None:
+        """The seq of the logged event with this id, or None when there is none."""
+        row = self._read().execute("SELECT seq FROM events WHERE id = ?", (event_id,)).fetchone()
+        return None if row is None else int(row[0])
 
+    def last_event_seq(self) -> int:
+        """The highest seq in the event log, 0 when it is empty (on PostgreSQL a lower seq
+        may still commit later: see store/tail.py)."""
+        row = self._read().execute("SELECT MAX(seq) FROM events").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+
+_EVENT_INGEST = f"{_EVENT_INSERT} ON CONFLICT (id) DO NOTHING"
 _QUEUE_LIMITED = (
     "SELECT 1 FROM queues WHERE name = ? AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)"
 )

@@ -1,0 +1,1 @@
+"""The dashboard at `/`: server-rendered pages (jinja2) kept live with vendored htmx."""
