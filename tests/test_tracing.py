@@ -337,7 +337,7 @@ def test_logs_carry_the_trace_and_span_ids(make_app, spans):
     assert retrying["trace_id"] == trace_id
     assert retrying["span_id"] == f"{attempt.context.span_id:016x}"  # the step's own span
     started = next(line for line in lines if line["event"] == "run started")
-    assert "trace_id" not in started  # app.start runs outside any recording span
+    assert started["trace_id"] == trace_id and "span_id" not in started  # outside any span
 
 
 def test_without_a_provider_nothing_is_traced_but_the_run_keeps_a_traceparent(make_app):
@@ -356,6 +356,30 @@ def test_without_a_provider_nothing_is_traced_but_the_run_keeps_a_traceparent(ma
         assert TRACEPARENT.match(app.get_run(handle.id).traceparent)
     finally:
         tracing._own = saved
+
+
+def test_without_a_provider_log_lines_of_a_run_still_carry_its_trace_id(make_app):
+    saved = tracing._own
+    tracing.reset_tracing()
+    stream = io.StringIO()
+    configure_logging("INFO", stream)
+    try:
+        app = make_app()
+
+        @app.workflow()
+        def quiet() -> int:
+            return 1
+
+        handle = app.start(quiet)
+        assert _result(handle) == 1
+    finally:
+        configure_logging()
+        tracing._own = saved
+    trace_id = app.get_run(handle.id).traceparent[3:35]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line.get("run_id") == handle.id]
+    assert mine and all(line["trace_id"] == trace_id for line in mine)
+    assert all("span_id" not in line for line in mine)  # no span records
 
 
 def test_derived_traceparents_are_stable_and_valid():

@@ -762,6 +762,7 @@ class _PendingStart:
             run_id=stored.run_id,
             workflow=stored.workflow,
             correlation_id=stored.correlation_id,
+            trace_id=tracing.run_traceparent(stored).split("-")[1],
             created=created,
         )
         return RunHandle(app, stored.run_id, created, stored)

@@ -50,7 +50,7 @@ in_step: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.Conte
     "baton_in_step", default=None
 )
 
-_LOG_KEYS = ("run_id", "correlation_id", "workflow")
+_LOG_KEYS = ("run_id", "correlation_id", "workflow", "trace_id")
 
 
 class Unwind(BaseException):
@@ -658,6 +658,8 @@ class Execution:
             "run_id": self.run.run_id,
             "correlation_id": self.run.correlation_id,
             "workflow": self.run.workflow,
+            # the run's trace, also when no tracer records spans: logs and traces join up
+            "trace_id": tracing.run_traceparent(self.run).split("-")[1],
         }
 
 

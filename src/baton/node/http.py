@@ -103,6 +103,8 @@ class HttpServer:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=GRACE,
+            # compressing each stream message once per subscriber costs more than it saves
+            ws_per_message_deflate=False,
         )
         server = self._server = uvicorn.Server(config)
         try:
