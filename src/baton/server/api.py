@@ -53,6 +53,9 @@ def create_api(
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        # Baton traces runs itself (server/tracing.py); FastAPI's own instrumentation would
+        # look up the global OpenTelemetry providers on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         lifespan=hub.lifespan,  # starts and stops control.extras["hub"]
     )
     api.state.control = Control(

@@ -74,7 +74,8 @@ def caller(request: Request) -> Principal:
 
 
 def _need(role: Role):  # type: ignore[no-untyped-def]
-    def check(request: Request) -> Principal:
+    # async: checked on the event loop, not sent through the thread pool like a sync dependency
+    async def check(request: Request) -> Principal:
         who = caller(request)
         if who.role < role:
             raise Problem(

@@ -35,5 +35,6 @@ class Control:
         return orch
 
 
-def control(request: Request) -> Control:
+async def control(request: Request) -> Control:
+    # async: a sync dependency would take a trip through the thread pool on every request
     return request.app.state.control

@@ -107,7 +107,7 @@ def _get(ctl: Control, run_id: str) -> Run:
     responses={200: {"model": Run, "description": "The run an idempotency key matched"}},
     **guard(Role.OPERATOR),
 )
-async def start_run(body: StartRun, ctl: Ctl, response: Response) -> Run:
+async def start_run(body: StartRun, ctl: Ctl) -> Response:
     """Durably record a run (answered after the commit); 200 when the idempotency key matched
     an existing run."""
     # awaited on the event loop: the commit is the only wait, and no thread is held for it
@@ -126,10 +126,16 @@ async def start_run(body: StartRun, ctl: Ctl, response: Response) -> Run:
         debounce=body.debounce,
         **(body.kwargs or {}),
     )
-    if not handle.created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/runs/{handle.id}"
-    return run_view(handle.record) if handle.record is not None else _get(ctl, handle.id)
+    run = handle.record if handle.record is not None else ctl.app.get_run(handle.id)
+    if run is None:
+        raise RunNotFound(handle.id)
+    # the view is serialized once here, rather than validated again against response_model
+    return Response(
+        run_view(run).model_dump_json(),
+        status_code=201 if handle.created else 200,
+        media_type="application/json",
+        headers={"Location": f"/api/v1/runs/{handle.id}"},
+    )
 
 
 @router.get("/runs", response_model=RunPage, **guard(Role.VIEWER))
