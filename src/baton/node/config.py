@@ -185,7 +185,7 @@ class WorkersConfig(_Model):
 
 
 class InboundWebhook(_Model):
-    """`POST /webhooks/{name}`, verified with `secret`, starts `workflow` (at `version`)."""
+    """`POST /hooks/{name}`, verified with `secret`, starts `workflow` (at `version`)."""
 
     workflow: Text
     secret: Text = Field(repr=False)
