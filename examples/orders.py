@@ -120,6 +120,10 @@ def main() -> None:
         "inspect with: [bold].venv/bin/baton runs ls[/], "
         "[bold].venv/bin/baton runs show RUN_ID[/], [bold].venv/bin/baton events ls[/]"
     )
+    console.print(
+        "serve it (API, dashboard at http://127.0.0.1:8080/): "
+        "[bold].venv/bin/baton serve --app examples.orders:app[/]"
+    )
     app.shutdown()
 
 
