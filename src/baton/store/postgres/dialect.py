@@ -106,92 +106,41 @@ class PgConn:
         self.channel = channel
         self.deferred: dict[str, list[tuple]] = {}
         self._readied = False
-        # BEGIN is held back and sent in one pipeline with the transaction's first statement:
-        # one round trip fewer per transaction
-        self._begin = False
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        if sql in ("BEGIN", "BEGIN IMMEDIATE"):
-            self._begin, self._readied = True, False
-            return None
-        if sql in ("COMMIT", "ROLLBACK"):
-            if self._begin:  # nothing was sent: there is no transaction to end
-                self._begin = self._readied = False
-                return None
-            if sql == "COMMIT" and self._readied and self.channel is not None:
-                self.raw.execute(f"NOTIFY {self.channel}")  # delivered with the commit, or not
-            self._readied = False
-            return self.raw.execute(sql)
-        if self.channel is not None and _readies(sql):
-            self._readied = True
-        if not self._begin:
-            return self.raw.execute(translate(sql), tuple(params))
-        try:
-            with self.raw.pipeline():
-                self.raw.execute("BEGIN")
-                cur = self.raw.execute(translate(sql), tuple(params))
-        finally:
-            self._begin = False
-        return cur
-
-    def _flush_begin(self) -> None:
-        if self._begin:
-            self._begin = False
-            self.raw.execute("BEGIN")
-
-    def commit_group(self, deferred: dict[str, list[tuple]]) -> None:
-        """Insert a group's deferred rows, NOTIFY when it readied runs, and COMMIT: one
-        pipeline, one round trip."""
-        if self._begin and not any(deferred.values()):
-            self._begin = self._readied = False
-            return
-        if self.channel is not None and any(
-            rows and _readies(sql) for sql, rows in deferred.items()
-        ):
-            self._readied = True  # new runs inserted with the group
-        with self.raw.pipeline():
-            self._flush_begin()
-            for sql, rows in deferred.items():
-                if rows:
-                    self._insert(self.raw.cursor(), sql, rows)
-            if self._readied and self.channel is not None:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        if self.channel is not None:
+            if sql == "COMMIT" and self._readied:  # delivered with the commit, or not at all
                 self.raw.execute(f"NOTIFY {self.channel}")
-            self._readied = False
-            self.raw.execute("COMMIT")
+            if sql in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+                self._readied = False
+            elif _readies(sql):
+                self._readied = True
+        return self.raw.execute(translate(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor:
-        self._flush_begin()
         cur = self.raw.cursor()
-        if rows:
-            self._insert(cur, sql, rows)
-        return cur
-
-    @staticmethod
-    def _insert(cur: psycopg.Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         values = _VALUES.search(sql)
-        if values is None:
+        if values is None or not rows:
             cur.executemany(translate(sql), rows)
-            return
+            return cur
         # INSERT … VALUES (…): one statement with many rows, one round trip
         width = len(rows[0])
         per = max(1, _MAX_PARAMS // width)
         for start in range(0, len(rows), per):
             chunk = rows[start : start + per]
             cur.execute(_multi_row(sql, values.start(1), len(chunk)), [v for r in chunk for v in r])
+        return cur
 
     def defer(self, sql: str, rows: list[tuple]) -> None:
         self.deferred.setdefault(sql, []).extend(rows)
 
     def lock_key(self, key: str) -> None:
         """Hold a lock on `key` until the transaction ends (debounce keys, queue budgets)."""
-        self._flush_begin()
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
     def after_import(self) -> None:
         """Rows were copied in with their own `seq`: move the identity sequences past them."""
         from baton.store.postgres.schema import IDENTITY_TABLES
-
-        self._flush_begin()
 
         for table in IDENTITY_TABLES:
             self.raw.execute(

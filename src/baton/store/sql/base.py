@@ -51,7 +51,6 @@ from baton.store.sql.text import (  # noqa: F401  (re-exported for the other mod
     _EVENT_INSERT,
     _READY,
     _RUN_INSERT,
-    _RUN_INSERT_NEW,
     _RUN_SELECT,
     _STEP_FENCED_UPSERT,
     _STEP_ON_CONFLICT,
@@ -116,13 +115,6 @@ class SQLStore(
             if unclaimed is not None and conn.execute(_QUEUE_LIMITED, (run.queue,)).fetchone():
                 record, values, rows = unclaimed
             stored = spill_values(conn, values, RUN_PAYLOADS, run.created_at, threshold)
-            defer = getattr(conn, "defer", None)
-            if run.idempotency_key is None and defer is not None:
-                # nothing to learn from the insert: it goes with the group's commit (on
-                # PostgreSQL, one round trip for the whole transaction)
-                defer(_RUN_INSERT_NEW, [stored])
-                _insert_events(conn, rows)
-                return record, True
             if conn.execute(_RUN_INSERT, stored).rowcount == 1:
                 _insert_events(conn, rows)
                 return record, True

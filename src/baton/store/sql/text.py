@@ -24,10 +24,6 @@ _RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING"
 )
-# a run without an idempotency key cannot conflict (its id is new): inserted with its group
-_RUN_INSERT_NEW = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"
-)
 _STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM steps"
 _STEP_ON_CONFLICT = (
     "ON CONFLICT (run_id, seq) DO UPDATE SET "

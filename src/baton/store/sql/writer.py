@@ -200,16 +200,10 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK")
                     isolate = True
                     results = self._apply(conn, live, isolate)
-                deferred = getattr(conn, "deferred", {})
-                commit_group = getattr(conn, "commit_group", None)
-                if commit_group is not None:  # the deferred rows and COMMIT in one round trip
-                    committing = True
-                    commit_group(deferred)
-                else:
-                    for sql, rows in deferred.items():
-                        conn.executemany(sql, rows)  # one statement for the whole group
-                    committing = True
-                    conn.execute("COMMIT")
+                for sql, rows in getattr(conn, "deferred", {}).items():
+                    conn.executemany(sql, rows)  # one statement for the whole group
+                committing = True
+                conn.execute("COMMIT")
             except BaseException as exc:
                 if policy.broken(conn, exc):
                     _close(conn)
