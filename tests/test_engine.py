@@ -741,3 +741,38 @@ def test_current_run_gives_steps_a_stable_idempotency_key(make_app) -> None:
     assert seen[0].idempotency_key == seen[1].idempotency_key
     assert seen[0].correlation_id == "c-1" and seen[0].workflow == "pay"
     assert baton.current_run() is None
+
+
+def test_start_async_commits_without_blocking_the_loop(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    def inc(x: int) -> int:
+        return x + 1
+
+    @app.workflow(name="incr")
+    def incr(x: int) -> int:
+        return inc(x)
+
+    async def main() -> tuple[baton.RunHandle, baton.RunHandle, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        beat = asyncio.create_task(ticker())
+        first = await app.start_async("incr", 41, idempotency_key="k-async")
+        again = await app.start_async("incr", 0, idempotency_key="k-async")
+        beat.cancel()
+        return first, again, ticks
+
+    first, again, ticks = asyncio.run(main())
+    assert first.created and not again.created and again.id == first.id
+    assert first.record is not None and first.record.run_id == first.id
+    assert first.result(timeout=10) == 42
+    assert ticks > 0  # the loop ran while the commits were made
+    with pytest.raises(baton.UnknownWorkflow):
+        asyncio.run(app.start_async("nope"))
