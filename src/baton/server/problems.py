@@ -94,7 +94,7 @@ def json_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return path
 
 
-def _status_of(exc: BaseException) -> tuple[int, str]:
+def status_of(exc: BaseException) -> tuple[int, str]:
     for cls, status, slug in _STATUS:
         if isinstance(exc, cls):
             return status, slug
@@ -199,7 +199,7 @@ def install(api: FastAPI) -> None:
         )
 
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        status, slug = _status_of(exc)
+        status, slug = status_of(exc)
         if status >= 500 and slug == "internal":
             log.error("request failed", path=request.url.path, exc_info=exc)
             return problem_response(

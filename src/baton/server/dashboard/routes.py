@@ -9,6 +9,7 @@ fire `baton-refresh`, on which the lists reload themselves. See access.py for lo
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -26,7 +27,8 @@ from baton.server.auth import Principal
 from baton.server.context import Control, control
 from baton.server.dashboard import access, render
 from baton.server.dashboard.access import COOKIE, DashboardError, LoginNeeded
-from baton.server.problems import Problem, _status_of
+from baton.server.problems import Problem, status_of
+from baton.server.routes import agents as agents_api
 from baton.server.views import (
     approval_view,
     event_view,
@@ -150,7 +152,7 @@ def _failure(exc: Exception) -> DashboardError:
         return exc
     if isinstance(exc, Problem):
         return DashboardError(exc.status, exc.title, exc.detail or "")
-    status, slug = _status_of(exc)
+    status, slug = status_of(exc)
     if isinstance(exc, PermissionError):
         status = 403
     if status >= 500 and slug == "internal":
@@ -481,8 +483,14 @@ def agent_action(request: Request, name: str, op: str, ctl: Ctl) -> Response:
     def do(who: Principal) -> str:
         if op not in ("start", "stop", "restart"):
             raise DashboardError(404, "Unknown action", f"agents cannot {op!r}")
-        state = getattr(ctl.orchestrator(), op)(name)
+        orch = ctl.orchestrator()
         log.info("agent action from the dashboard", agent=name, op=op, by=who.name)
+        if name == agents_api.SELF and op in ("stop", "restart"):
+            # it serves this very request: act once the answer is on its way
+            orch.status(name)
+            threading.Thread(target=getattr(orch, op), args=(name,), daemon=True).start()
+            return f"Agent {name!r}: {op} accepted."
+        state = getattr(orch, op)(name)
         return f"Agent {name!r}: {op} → {state}."
 
     return _act(request, do)
