@@ -23,6 +23,10 @@ _counter = 0
 
 def uuid7() -> uuid.UUID:
     """A RFC 9562 version-7 UUID, monotonic within this process."""
+    return uuid.UUID(int=_uuid7_int())
+
+
+def _uuid7_int() -> int:
     global _last_ms, _counter
     with _lock:
         ms = time.time_ns() // 1_000_000
@@ -41,9 +45,10 @@ def uuid7() -> uuid.UUID:
     value |= _counter << 64
     value |= 0b10 << 62
     value |= rand_b
-    return uuid.UUID(int=value)
+    return value
 
 
 def new_id() -> str:
-    """A new UUIDv7 as a string, the form stored everywhere."""
-    return str(uuid7())
+    """A new UUIDv7 as a string, the form stored everywhere (`str(uuid7())`, made directly)."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

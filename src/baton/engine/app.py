@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import functools
 import os
 import threading
@@ -45,6 +46,8 @@ from baton.store.records import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("baton.app")
+# set while `App.run` starts a run: the caller executes a sync run it can take itself
+_here: contextvars.ContextVar[bool] = contextvars.ContextVar("baton_run_here", default=False)
 
 
 class App:
@@ -331,8 +334,20 @@ class App:
         return _PendingStart(self, rt if direct else None, run, future, now)
 
     def run(self, workflow: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Start a run and wait for its result."""
-        return self.start(workflow, *args, **kwargs).result()
+        """Start a run and wait for its result. A sync workflow that this process takes at
+        once executes in the calling thread, which waits anyway."""
+        token = _here.set(True)
+        try:
+            handle = self.start(workflow, *args, **kwargs)
+        finally:
+            _here.reset(token)
+        ex = handle.execution
+        if ex is not None:
+            handle.execution = None
+            ex.rt.execute_here(ex)
+            if ex.output is not None:  # committed: no need to read it back
+                return serialization.loads(ex.output)
+        return handle.result()
 
     def handle(self, run_id: str) -> RunHandle:
         return RunHandle(self, run_id)
@@ -743,10 +758,11 @@ class _PendingStart:
     def finish(self, outcome: tuple[RunRecord, bool]) -> RunHandle:
         stored, created = outcome
         app, rt = self.app, self.reserved
+        here = None
         if rt is not None:
             # the store leaves it unclaimed when its queue has limits: only a claim admits it
             if created and stored.owner == self.run.owner:
-                rt.launch_reserved(stored)
+                here = rt.launch_reserved(stored, here=_here.get())
             else:
                 rt.unreserve()
                 if created:
@@ -765,4 +781,6 @@ class _PendingStart:
             trace_id=tracing.run_traceparent(stored).split("-")[1],
             created=created,
         )
-        return RunHandle(app, stored.run_id, created, stored)
+        handle = RunHandle(app, stored.run_id, created, stored)
+        handle.execution = here  # for `App.run` to execute in its own thread
+        return handle

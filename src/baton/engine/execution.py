@@ -108,6 +108,8 @@ class Execution:
         self.task: asyncio.Task | None = None
         self.started = time.perf_counter()
         self.trace: tracing.RunTrace | None = None  # this execution's span, while tracing
+        self.returning: str | None = None  # the output a success being committed carries
+        self.output: str | None = None  # the run's output, once its success is committed
 
     # -- decisions -----------------------------------------------------------------------
     def plan(self, step: StepDef, args: tuple, kwargs: dict, seq: int | None = None) -> _Plan:
@@ -264,6 +266,7 @@ class Execution:
             output = serialization.dumps(result, f"output of workflow {self.wf.name!r}")
         except SerializationError as exc:
             return self._finish_failed(exc, None, now)
+        self.returning = output
         ms = round((time.perf_counter() - self.started) * 1000, 3)
         event = run_event(ev.RUN_SUCCEEDED, self.rt.source, self.run, now, {"duration_ms": ms})
         log.info("run succeeded", duration_ms=ms)
@@ -373,6 +376,7 @@ class Execution:
                 self.wait(self.crashed(exc))
                 return
             self.wait(self.completed(result))
+            self.output = self.returning
         except Unwind:
             return
         finally:

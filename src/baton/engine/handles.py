@@ -11,6 +11,7 @@ from baton.store.records import TERMINAL, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from baton.engine.app import App
+    from baton.engine.execution import Execution
 
 
 class RunHandle:
@@ -23,6 +24,7 @@ class RunHandle:
         self.id = run_id
         self.created = created  # False when an idempotency key matched an existing run
         self.record = record  # the run as its start stored (or found) it, when known
+        self.execution: Execution | None = None  # its execution, left for `App.run` to drive
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"

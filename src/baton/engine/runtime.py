@@ -80,6 +80,8 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
         self._next_sweep = 0.0
         self._held_until: float | None = None  # when a rate limit lets held-back runs in
+        # due runs may be waiting for a slot or a limit: a finished run wakes the dispatcher
+        self._wanting = True
         self._scheduler = Scheduler(store, registry, source, options.poll_interval)
         # where many processes share a store, one leader runs the sweeps (schedules, deadlines,
         # dead workers); each sweep is safe to race, so a lost leader costs nothing but time
@@ -110,10 +112,30 @@ class Runtime:
             self._reserved -= 1
             self._maybe_idle()
 
-    def launch_reserved(self, run: RunRecord) -> None:
+    def launch_reserved(self, run: RunRecord, here: bool = False) -> Execution | None:
+        """Execute a run inserted already claimed in the slot reserved for it. With `here`,
+        a sync workflow's execution is returned, for the caller to run in its own thread
+        with `execute_here` (no hand-off to a worker thread)."""
         with self._lock:
             self._reserved -= 1
-        self._launch(run, fresh=True)
+        ex = self._prepare(run, fresh=True)
+        if here and not ex.wf.is_async:
+            return ex
+        self._start(ex)
+        return None
+
+    def execute_here(self, ex: Execution) -> None:
+        """Run `ex` (from `launch_reserved(here=True)`) in this thread. Interrupted
+        (KeyboardInterrupt), the run is handed back, to be executed again by a worker."""
+        try:
+            ex.run_sync()
+        except BaseException:
+            try:
+                self.store.release_run(ex.run.run_id, ex.fence, self.clock.now(), []).result()
+            except Exception:  # lost meanwhile, or the store is away: recovery takes it
+                pass
+            self.wake()
+            raise
 
     def schedules_changed(self) -> None:
         self._scheduler.forget()
@@ -158,11 +180,16 @@ class Runtime:
         return self._step_pool
 
     def finished(self, ex: Execution) -> None:
+        # a run that succeeded with no parent to wake makes nothing due: the dispatcher need
+        # not look again, unless due runs were waiting for a slot (or a limit) it frees
+        quiet = ex.output is not None and ex.run.parent_run_id is None
         with self._lock:
             if self._active.get(ex.run.run_id) is ex:  # not a later claim of the same run
                 del self._active[ex.run.run_id]
             self._maybe_idle()
-        self.wake()
+            wake = not quiet or self._wanting
+        if wake:
+            self.wake()
         self._on_finished(ex.run.run_id)
 
     def claim_in_doubt(self, at: float) -> None:
@@ -258,6 +285,10 @@ class Runtime:
             self._idle.set()
 
     def _launch(self, run: RunRecord, fresh: bool = False) -> None:
+        self._start(self._prepare(run, fresh))
+
+    def _prepare(self, run: RunRecord, fresh: bool) -> Execution:
+        """The execution of a claimed run, counted active here (with its deadline armed)."""
         wf = self.registry.find(run.workflow, run.version)
         assert wf is not None, "claims only take served workflows"
         ex = Execution(self, run, wf, fresh)
@@ -273,7 +304,10 @@ class Runtime:
             stale.stop_reason = "lost"
         if run.deadline_at is not None:
             self._loop.call_soon_threadsafe(self._arm_deadline, ex)
-        if wf.is_async:
+        return ex
+
+    def _start(self, ex: Execution) -> None:
+        if ex.wf.is_async:
             self._loop.call_soon_threadsafe(self._start_task, ex)
         else:
             self._wf_pool.submit(ex.run_sync)
@@ -333,6 +367,7 @@ class Runtime:
                 await self._expire_deadlines(now)
             with self._lock:
                 free = self.options.concurrency - len(self._active) - self._reserved
+                self._wanting = True  # until this round finds nothing due left behind
             served = self.registry.served()
             target = now + self.options.poll_interval * random.uniform(0.8, 1.2)
             # due schedules first: the runs they start are claimed just below
@@ -344,6 +379,9 @@ class Runtime:
                 due = self.store.next_due(self.options.queues, served)
                 if due is not None and due <= now and await self._claim(free, now, served):
                     return  # look again at once: more may be due
+                if due is None or due > now:
+                    with self._lock:
+                        self._wanting = False
                 if due is not None and due > now:
                     target = min(target, due)
                 # due runs that limits held back: a finished run wakes us, else the rate window

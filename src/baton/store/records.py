@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class RunRecord:
 
 
 RUN_COLUMNS = tuple(RunRecord.__slots__)  # type: ignore[attr-defined]
+# a run's values in RUN_COLUMNS order (attrgetter: one C call on the hot path)
+run_values: attrgetter[tuple] = attrgetter(*RUN_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -105,6 +108,7 @@ class StepRecord:
 
 
 STEP_COLUMNS = tuple(StepRecord.__slots__)  # type: ignore[attr-defined]
+step_values: attrgetter[tuple] = attrgetter(*STEP_COLUMNS)
 
 
 @dataclass(slots=True)

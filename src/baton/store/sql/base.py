@@ -21,7 +21,6 @@ from baton.store.flow import Claimed
 from baton.store.records import (
     REDRIVABLE,
     RUN_COLUMNS,
-    STEP_COLUMNS,
     TERMINAL,
     EventRecord,
     RunRecord,
@@ -29,6 +28,8 @@ from baton.store.records import (
     StepRecord,
     StepStatus,
     WorkerRecord,
+    run_values,
+    step_values,
 )
 from baton.store.sql.analytics import AnalyticsOps
 from baton.store.sql.children import ChildOps
@@ -106,18 +107,22 @@ class SQLStore(
         self, run: RunRecord, events: Sequence[CloudEvent]
     ) -> Future[tuple[RunRecord, bool]]:
         threshold = self.payload_threshold
+        values, rows = run_values(run), _event_rows(events)
         # a run claimed at creation stays unclaimed if its queue has limits: only a claim admits
-        unclaimed = _unclaimed(run, events) if run.owner is not None else None
-        claimed = (run, tuple(getattr(run, c) for c in RUN_COLUMNS), _event_rows(events))
+        insert = _RUN_INSERT if run.owner is None else _RUN_INSERT_UNLESS_LIMITED
+        extra = () if run.owner is None else (run.queue,)
 
         def op(conn: Conn) -> tuple[RunRecord, bool]:
-            record, values, rows = claimed
-            if unclaimed is not None and conn.execute(_QUEUE_LIMITED, (run.queue,)).fetchone():
-                record, values, rows = unclaimed
             stored = spill_values(conn, values, RUN_PAYLOADS, run.created_at, threshold)
-            if conn.execute(_RUN_INSERT, stored).rowcount == 1:
+            if conn.execute(insert, (*stored, *extra)).rowcount == 1:
                 _insert_events(conn, rows)
-                return record, True
+                return run, True
+            if extra and conn.execute(_QUEUE_LIMITED, extra).fetchone():
+                record, unclaimed, unclaimed_rows = _unclaimed(run, events)
+                stored = spill_values(conn, unclaimed, RUN_PAYLOADS, run.created_at, threshold)
+                if conn.execute(_RUN_INSERT, stored).rowcount == 1:
+                    _insert_events(conn, unclaimed_rows)
+                    return record, True
             row = conn.execute(
                 f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
             ).fetchone()
@@ -220,7 +225,7 @@ class SQLStore(
 
     # -- owner-side transitions (fenced) ----------------------------------------------------
     def save_step(self, fence: int, step: StepRecord, events: Sequence[CloudEvent]) -> Future[None]:
-        values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+        values = step_values(step)
         threshold, now = self.payload_threshold, step.finished_at or step.started_at
 
         rows = _event_rows(events)
@@ -237,7 +242,7 @@ class SQLStore(
     def retry_step_later(
         self, fence: int, step: StepRecord, available_at: float, events: Sequence[CloudEvent]
     ) -> Future[None]:
-        values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+        values = step_values(step)
         now = step.finished_at or available_at
         threshold = self.payload_threshold
 
@@ -266,7 +271,7 @@ class SQLStore(
         events: Sequence[CloudEvent],
         step: StepRecord | None = None,
     ) -> Future[None]:
-        step_values = tuple(getattr(step, c) for c in STEP_COLUMNS) if step else None
+        step_row = step_values(step) if step else None
         threshold = self.payload_threshold
 
         rows = _event_rows(events)
@@ -282,9 +287,9 @@ class SQLStore(
                 raise FenceLost(run_id, fence)
             if done[0][0] is not None:
                 conn.execute(_WAKE, (now, done[0][0]))
-            if step_values:
+            if step_row:
                 conn.execute(
-                    _STEP_UPSERT, spill_values(conn, step_values, STEP_PAYLOADS, now, threshold)
+                    _STEP_UPSERT, spill_values(conn, step_row, STEP_PAYLOADS, now, threshold)
                 )
             _insert_events(conn, rows)
 
@@ -514,7 +519,7 @@ class SQLStore(
         types: Sequence[str] | None = None,
     ) -> list[EventRecord]:
         clauses, params = ["seq > ?"], [after]
-        filters = (("run_id", run_id), ("type", type), ("correlation_id", correlation_id))
+        filters = (("run_id", run_id), ("type", type))
         for column, value in filters:
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -525,15 +530,21 @@ class SQLStore(
         if workflow is not None:
             clauses.append("run_id IN (SELECT run_id FROM runs WHERE workflow = ?)")
             params.append(workflow)
-        rows = (
-            self._read()
-            .execute(
-                "SELECT seq, id, type, source, subject, time, correlation_id, run_id, data "
-                f"FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
-                (*params, limit),
+        where = " AND ".join(clauses)
+        if correlation_id is None:
+            sql, args = f"{_EVENT_SELECT} WHERE {where}", params
+        elif run_id is not None:
+            sql, args = (
+                f"{_EVENT_SELECT} WHERE {where} AND correlation_id = ?",
+                [*params, correlation_id],
             )
-            .fetchall()
-        )
+        else:  # the index holds only events correlated otherwise than by their own run's id
+            sql = (
+                f"{_EVENT_SELECT} WHERE {where} AND correlation_id = ? AND {_CORRELATED} "
+                f"UNION ALL {_EVENT_SELECT} WHERE {where} AND run_id = ? AND correlation_id = ?"
+            )
+            args = [*params, correlation_id, *params, correlation_id, correlation_id]
+        rows = self._read().execute(f"{sql} ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
         return [EventRecord(*r) for r in rows]
 
     def event_seq(self, event_id: str) -> int | None:
@@ -549,8 +560,20 @@ class SQLStore(
 
 
 _EVENT_INGEST = f"{_EVENT_INSERT} ON CONFLICT (id) DO NOTHING"
+_EVENT_SELECT = (
+    "SELECT seq, id, type, source, subject, time, correlation_id, run_id, data FROM events"
+)
+# the condition of the events_correlation index, spelled as it is there
+_CORRELATED = "correlation_id IS NOT NULL AND (run_id IS NULL OR correlation_id != run_id)"
 _QUEUE_LIMITED = (
     "SELECT 1 FROM queues WHERE name = ? AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)"
+)
+# one statement for the common start: inserted claimed unless its queue has limits (then
+# nothing is inserted, and the run goes in unclaimed) or its idempotency key is taken
+_RUN_INSERT_UNLESS_LIMITED = (
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
+    f"SELECT {', '.join('?' for _ in RUN_COLUMNS)} WHERE NOT EXISTS ({_QUEUE_LIMITED}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
 )
 
 
@@ -561,7 +584,7 @@ def _unclaimed(
     record = dataclasses.replace(
         run, status=RunStatus.ENQUEUED, owner=None, fence=0, attempt=0, started_at=None
     )
-    values = tuple(getattr(record, c) for c in RUN_COLUMNS)
+    values = run_values(record)
     return record, values, _event_rows([e for e in events if e.type != RUN_STARTED])
 
 

@@ -16,12 +16,12 @@ from baton.core import serialization
 from baton.core.errors import RunNotFound
 from baton.core.events import CloudEvent
 from baton.store.records import (
-    RUN_COLUMNS,
     STEP_COLUMNS,
     TERMINAL,
     RunRecord,
     StepRecord,
     StepStatus,
+    run_values,
 )
 from baton.store.sql.payloads import RUN_PAYLOADS, resolve, run_record, spill_values
 from baton.store.sql.text import (
@@ -59,7 +59,7 @@ class ChildOps:
         the children's run ids, in order."""
         threshold = self.payload_threshold
         prepared = [
-            (step, run, tuple(getattr(run, c) for c in RUN_COLUMNS), _event_rows(events))
+            (step, run, run_values(run), _event_rows(events))
             for step, run, events in children
         ]
 

@@ -18,7 +18,7 @@ from typing import Any
 from baton.core.errors import FlowControlError
 from baton.core.events import RUN_DEBOUNCED, CloudEvent, run_event
 from baton.store.flow import DEFAULT_KEY_LIMIT, RATE_HISTORY_MARGIN, Admission, Queue
-from baton.store.records import RUN_COLUMNS, RunRecord
+from baton.store.records import RUN_COLUMNS, RunRecord, run_values
 from baton.store.sql.payloads import RUN_PAYLOADS, run_record, spill, spill_values
 from baton.store.sql.text import (
     _CLAIMED_STATUS,
@@ -255,7 +255,7 @@ class FlowOps:
         ENQUEUED, never-started run of the same workflow and version has that key: that run
         then takes `run`'s input, `available_at` and deadline, and comes back (created=False).
         An existing run with the same idempotency key wins over both."""
-        values = tuple(getattr(run, c) for c in RUN_COLUMNS)
+        values = run_values(run)
         rows = _event_rows(events)
         threshold = self.payload_threshold
         now = run.created_at

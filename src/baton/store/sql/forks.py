@@ -8,7 +8,7 @@ from typing import Any
 
 from baton.core.errors import StepNotFound
 from baton.core.events import CloudEvent
-from baton.store.records import RUN_COLUMNS, STEP_COLUMNS, RunRecord, StepStatus
+from baton.store.records import RUN_COLUMNS, STEP_COLUMNS, RunRecord, StepStatus, run_values
 from baton.store.sql.payloads import RUN_PAYLOADS, spill_values
 from baton.store.sql.text import Conn, _event_rows, _get, _insert_events
 
@@ -50,7 +50,7 @@ class ForkOps:
         source_id = run.forked_from
         if source_id is None:
             raise ValueError("fork_run needs run.forked_from, the id of the run to fork")
-        values = tuple(getattr(run, c) for c in RUN_COLUMNS)
+        values = run_values(run)
         threshold = self.payload_threshold
         rows = _event_rows(events)
 

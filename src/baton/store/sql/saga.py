@@ -20,12 +20,12 @@ from baton.core.errors import InvalidState
 from baton.core.events import CloudEvent
 from baton.store.records import (
     RUN_COLUMNS,
-    STEP_COLUMNS,
     TERMINAL,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
+    step_values,
 )
 from baton.store.sql.payloads import STEP_PAYLOADS, run_record, spill_values
 from baton.store.sql.text import (
@@ -80,15 +80,15 @@ class SagaOps:
         COMPENSATING (error kept, fence bumped, claimable now) with events["compensating"].
         `step`, the failed step's checkpoint, is written either way. Fenced; returns the
         run's new status."""
-        step_values = tuple(getattr(step, c) for c in STEP_COLUMNS) if step else None
+        step_row = step_values(step) if step else None
         threshold = self.payload_threshold
         rows = {k: _event_rows(v) for k, v in events.items()}
 
         def op(conn: Conn) -> str:
             _check_fence(conn, run_id, fence)
-            if step_values:
+            if step_row:
                 conn.execute(
-                    _STEP_UPSERT, spill_values(conn, step_values, STEP_PAYLOADS, now, threshold)
+                    _STEP_UPSERT, spill_values(conn, step_row, STEP_PAYLOADS, now, threshold)
                 )
             if compensable(conn, run_id):
                 start_compensating(conn, run_id, error, now)

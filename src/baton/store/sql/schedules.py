@@ -16,13 +16,13 @@ from typing import Any
 from baton.core.errors import ScheduleNotFound
 from baton.core.events import CloudEvent
 from baton.store.records import (
-    RUN_COLUMNS,
     SCHEDULE_COLUMNS,
     SCHEDULE_SPEC,
     TERMINAL,
     RunRecord,
     ScheduleFiring,
     ScheduleRecord,
+    run_values,
 )
 from baton.store.sql.payloads import RUN_PAYLOADS, run_record, spill_values
 from baton.store.sql.text import (
@@ -202,7 +202,7 @@ def _insert_runs(
 ) -> list[tuple[RunRecord, bool]]:
     out = []
     for run, events in runs:
-        values = tuple(getattr(run, c) for c in RUN_COLUMNS)
+        values = run_values(run)
         stored = spill_values(conn, values, RUN_PAYLOADS, run.created_at, threshold)
         if conn.execute(_RUN_INSERT, stored).rowcount == 1:
             _insert_events(conn, _event_rows(events))

@@ -23,12 +23,12 @@ from baton.core.events import CloudEvent
 from baton.core.ids import new_id
 from baton.store.records import (
     NEVER,
-    STEP_COLUMNS,
     TERMINAL,
     ApprovalRecord,
     SignalRecord,
     StepRecord,
     StepStatus,
+    step_values,
 )
 from baton.store.sql.payloads import STEP_PAYLOADS, resolve, spill, spill_values
 from baton.store.sql.text import (
@@ -62,7 +62,7 @@ def suspend(
 
 
 def _save(conn: Conn, step: StepRecord, threshold: int) -> None:
-    values = tuple(getattr(step, c) for c in STEP_COLUMNS)
+    values = step_values(step)
     now = step.finished_at or step.started_at
     conn.execute(_STEP_UPSERT, spill_values(conn, values, STEP_PAYLOADS, now, threshold))
 
@@ -329,7 +329,7 @@ class WaitOps:
 
 
 def _with(step: StepRecord, status: str, now: float, **fields: Any) -> StepRecord:
-    out = StepRecord(*(getattr(step, c) for c in STEP_COLUMNS))
+    out = StepRecord(*step_values(step))
     out.status = status
     out.finished_at = now
     for key, value in fields.items():

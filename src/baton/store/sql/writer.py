@@ -1,21 +1,26 @@
-"""One writer thread per store: it owns the write connection and commits in groups.
+"""One writer per store: one write connection, committed in groups.
 
-Callers submit an operation (a function of the connection) and get a Future. The thread
-takes every operation waiting in the queue (up to `max_batch`), runs them under one
-`BEGIN IMMEDIATE`, commits once, and only then resolves the futures. Operations are pure
-functions of the connection, so when one raises, the group is rolled back and run again with
-a savepoint around each operation: the failing one alone is undone, the rest commits.
-Rows an operation defers (`conn.defer`, used for event rows) are inserted with one statement
-per group just before the commit, which keeps the writer's statements, and so its hand-offs
-of the GIL, few.
+Callers submit an operation (a function of the connection) and get a Future. A committer
+takes every operation waiting (up to `max_batch`), runs them under one `BEGIN IMMEDIATE`,
+commits once, and only then resolves the futures. Operations are pure functions of the
+connection, so when one raises, the group is rolled back and run again with a savepoint
+around each operation: the failing one alone is undone, the rest commits. Rows an operation
+defers (`conn.defer`, used for event rows) are inserted with one statement per group just
+before the commit, which keeps the writer's statements, and so its hand-offs of the GIL, few.
 
-A caller that blocks on its future while the writer is idle commits the waiting group itself
-(`lead`): a lone caller then pays no thread hand-off, while concurrent callers still share
-one commit. One lock keeps a single committer at a time; futures are resolved outside it.
+Who commits: a caller that blocks on its future while no commit is under way commits the
+waiting group itself (`lead`), so a lone caller pays no thread hand-off. The writer thread
+commits the rest: what was submitted during a commit (its committer wakes the thread), and
+what callers that never block submit (an event loop awaits the future; such submissions wake
+it). Other submissions do not wake it. So that a write nobody waits for cannot sit forever,
+the thread also commits whatever has waited `SAFETY_INTERVAL`. One lock keeps a single
+committer at a time; futures are resolved outside it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import queue
 import sqlite3
 import threading
@@ -30,6 +35,8 @@ T = TypeVar("T")
 Op = Callable[[Any], Any]
 
 _STOP = object()
+_WAKE = object()  # wakes the writer thread without a write
+SAFETY_INTERVAL = 0.1  # seconds a write waits, at most, for a caller to commit it
 
 
 class WriterPolicy:
@@ -82,7 +89,8 @@ class GroupCommitWriter:
     ) -> None:
         self._policy = policy or WriterPolicy()
         self._connect = connect
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # wakes the thread
+        self._waiting: collections.deque[Any] = collections.deque()  # its caller commits it
         self._max_batch = max_batch
         self._closed = False
         self._commit_lock = threading.Lock()
@@ -97,7 +105,10 @@ class GroupCommitWriter:
         if self._closed:
             fut.set_exception(StoreError("the store is closed"))
             return fut
-        self._queue.put((op, fut))
+        if _in_event_loop():  # it will be awaited, never led: the thread commits it
+            self._queue.put((op, fut))
+        else:
+            self._waiting.append((op, fut))
         return fut
 
     def call(self, op: Callable[[Any], T]) -> T:
@@ -106,10 +117,10 @@ class GroupCommitWriter:
     submit_start = submit  # one writer: starts share its groups
 
     def idle(self) -> bool:
-        return self._queue.empty() and not self._commit_lock.locked()
+        return not self._waiting and self._queue.empty() and not self._commit_lock.locked()
 
     def backlog(self) -> int:
-        return self._queue.qsize() + self._commit_lock.locked()
+        return len(self._waiting) + self._queue.qsize() + self._commit_lock.locked()
 
     def close(self) -> None:
         """Commit everything already submitted, then stop the thread."""
@@ -120,26 +131,22 @@ class GroupCommitWriter:
         self._thread.join()
 
     def lead(self) -> None:
-        """Commit the waiting group in this thread, unless a commit is under way or the
-        writer is stopping (then the writer thread commits it)."""
+        """Commit the waiting group in this thread, unless a commit is under way (its
+        committer wakes the thread for what is left) or the writer is stopping (then the
+        thread commits it)."""
         if self._closed or not self._commit_lock.acquire(blocking=False):
             return
         try:
             if self._conn is None:
                 return
-            batch = []
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:  # closing meanwhile: hand the rest to the thread
-                    self._queue.put(_STOP)
-                    break
-                batch.append(item)
+            batch, stopping = self._take()
+            if stopping:  # closing meanwhile: hand the rest to the thread
+                self._queue.put(_STOP)
             outcome = self._commit(batch) if batch else []
         finally:
             self._commit_lock.release()
+        if self._waiting:  # submitted during the commit, by callers that found it under way
+            self._queue.put(_WAKE)
         _resolve(outcome)
 
     # -- thread ------------------------------------------------------------------------------
@@ -154,26 +161,41 @@ class GroupCommitWriter:
         try:
             stopping = False
             while not stopping:
-                item = self._queue.get()
-                batch = []
+                try:
+                    # writes submitted during the last commit are committed at once
+                    item = _WAKE if self._waiting else self._queue.get(timeout=SAFETY_INTERVAL)
+                except queue.Empty:
+                    item = _WAKE  # writes left behind by callers that did not wait
                 with self._commit_lock:
-                    while True:
-                        if item is _STOP:
-                            stopping = True
-                            break
-                        batch.append(item)
-                        if len(batch) >= self._max_batch:
-                            break
-                        try:
-                            item = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
+                    batch, stopping = self._take(item)
                     outcome = self._commit(batch) if batch else []
                 _resolve(outcome)
         finally:
             with self._commit_lock:
                 _close(self._conn)
                 self._conn = None
+                left, _ = self._take()  # submitted as the store closed
+            live = [(op, fut) for op, fut in left if fut.set_running_or_notify_cancel()]
+            _resolve(_fail_all(live, StoreError("the store is closed")))
+
+    def _take(self, item: Any = _WAKE) -> tuple[list[tuple[Op, Future]], bool]:
+        """The next group: the waiting writes, then the queued ones from `item` on; and
+        whether the stop mark was reached."""
+        batch: list[tuple[Op, Future]] = []
+        waiting, limit = self._waiting, self._max_batch
+        while waiting and len(batch) < limit:
+            batch.append(waiting.popleft())
+        while True:
+            if item is _STOP:
+                return batch, True
+            if item is not _WAKE:
+                batch.append(item)
+            if len(batch) >= limit:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
 
     def _commit(self, batch: list[tuple[Op, Future]]) -> list[tuple[Future, bool, Any]]:
         """Commit the group; return each future's outcome, to be resolved without the lock."""
@@ -251,6 +273,14 @@ class GroupCommitWriter:
                     conn.execute("RELEASE op")
                 results.append((True, value))
         return results
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _rollback(conn: Any) -> None:
