@@ -59,8 +59,7 @@ class ChildOps:
         the children's run ids, in order."""
         threshold = self.payload_threshold
         prepared = [
-            (step, run, run_values(run), _event_rows(events))
-            for step, run, events in children
+            (step, run, run_values(run), _event_rows(events)) for step, run, events in children
         ]
 
         def op(conn: Conn) -> list[str]:
