@@ -776,3 +776,86 @@ def test_start_async_commits_without_blocking_the_loop(make_app) -> None:
     assert ticks > 0  # the loop ran while the commits were made
     with pytest.raises(baton.UnknownWorkflow):
         asyncio.run(app.start_async("nope"))
+
+
+def test_run_executes_a_sync_workflow_in_the_calling_thread(make_app) -> None:
+    app = make_app()
+
+    @app.step()
+    def where() -> str:
+        return threading.current_thread().name
+
+    @app.workflow()
+    def sync_wf() -> str:
+        return where()
+
+    @app.step()
+    async def where_async() -> str:
+        return threading.current_thread().name
+
+    @app.workflow()
+    async def async_wf() -> str:
+        return await where_async()
+
+    assert app.run(sync_wf) == threading.current_thread().name
+    assert app.run(async_wf) != threading.current_thread().name  # on the runtime's loop
+    (done, *_) = app.runs(workflow="sync_wf")
+    assert done.status == RunStatus.SUCCEEDED and done.output == json.dumps("MainThread")
+    assert [e.type for e in app.events(run_id=done.run_id)] == [
+        "baton.run.enqueued",
+        "baton.run.started",
+        "baton.step.completed",
+        "baton.run.succeeded",
+    ]
+
+
+def test_run_without_a_free_slot_waits_for_a_worker(make_app) -> None:
+    app = make_app(concurrency=1)
+    release = threading.Event()
+
+    @app.step()
+    def hold() -> None:
+        release.wait(10)
+
+    @app.workflow()
+    def blocker() -> None:
+        hold()
+
+    @app.step()
+    def where() -> str:
+        return threading.current_thread().name
+
+    @app.workflow()
+    def wf() -> str:
+        return where()
+
+    held = app.start(blocker)
+    wait_until(lambda: held.status() == "RUNNING")
+    threading.Timer(0.2, release.set).start()
+    assert app.run(wf) != threading.current_thread().name  # queued, then taken by a worker
+    held.result(timeout=10)
+
+
+def test_a_run_interrupted_in_the_calling_thread_is_handed_back(make_app) -> None:
+    app = make_app()
+    calls: list[int] = []
+
+    @app.step()
+    def once_interrupted(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return x * 2
+
+    @app.workflow()
+    def wf(x: int) -> int:
+        return once_interrupted(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        app.run(wf, 21)
+    (run,) = app.runs(workflow="wf")
+    # handed back to the queue, then executed again by a worker of this process
+    assert app.handle(run.run_id).result(timeout=10) == 42
+    assert calls == [21, 21]
+    suspended = app.events(run_id=run.run_id, type="baton.run.suspended")
+    assert [json.loads(e.data)["reason"] for e in suspended] == ["interrupted"]

@@ -203,3 +203,96 @@ def test_writes_with_a_stale_fence_are_refused(store_path: Path) -> None:
         store.save_step(run.fence, step, []).result()
     assert len(store.load_steps("r1")) == 1
     store.close()
+
+
+def test_a_write_nobody_waits_for_is_committed_anyway(store_path: Path) -> None:
+    # submitted from a thread that never blocks on it: no caller leads its commit
+    store = open_store(store_path)
+    fut = store.create_run(_run("unwaited"), [])
+    done = threading.Event()
+    fut.add_done_callback(lambda _: done.set())
+    assert done.wait(10), "the writer thread commits what no caller commits"
+    assert store.get_run("unwaited") is not None
+    store.close()
+
+
+def test_writes_awaited_from_an_event_loop_are_committed_by_the_writer(store_path: Path) -> None:
+    import asyncio
+
+    store = open_store(store_path)
+
+    async def main() -> list:
+        futures = [store.create_run(_run(f"a{i}"), []) for i in range(50)]
+        return await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+
+    results = asyncio.run(main())
+    assert all(created for _, created in results)
+    assert store.count_runs() == {"ENQUEUED": 50}
+    store.close()
+
+
+def test_waiting_callers_and_the_writer_thread_share_commits_without_losing_writes(
+    store_path: Path,
+) -> None:
+    import asyncio
+
+    store = open_store(store_path)
+    errors: list[BaseException] = []
+
+    def blocking(n: int) -> None:  # each waits for its own write, leading when it can
+        try:
+            for i in range(100):
+                store.create_run(_run(f"b{n}-{i}"), []).result()
+        except BaseException as exc:
+            errors.append(exc)
+
+    async def awaiting() -> None:  # never leads: the writer thread commits these
+        for i in range(100):
+            await asyncio.wrap_future(store.create_run(_run(f"l-{i}"), []))
+
+    threads = [threading.Thread(target=blocking, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=lambda: asyncio.run(awaiting())))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.count_runs() == {"ENQUEUED": 500}
+    store.close()
+
+
+def test_events_are_found_by_correlation_id_however_they_are_correlated(
+    store_path: Path,
+) -> None:
+    from baton.core.events import CloudEvent
+
+    store = open_store(store_path)
+
+    def event(run: str | None, corr: str | None, seq: int) -> CloudEvent:
+        return CloudEvent("t.x", "test", run, {"n": seq}, corr, run, time=float(seq))
+
+    store.ingest_events(
+        [
+            event("r1", "r1", 1),  # the default: correlated by its own run
+            event("r2", "order-7", 2),  # a run with a correlation id of its own
+            event(None, "order-7", 3),  # no run
+            event("order-7", "order-7", 4),  # a run whose id is the correlation id
+            event("r3", None, 5),  # none
+            event("r1", "order-7", 6),
+        ]
+    ).result()
+    by_corr = store.list_events(correlation_id="order-7")
+    assert [e.data for e in by_corr] == ['{"n":2}', '{"n":3}', '{"n":4}', '{"n":6}']
+    assert [e.data for e in store.list_events(correlation_id="r1")] == ['{"n":1}']
+    assert [e.data for e in store.list_events(correlation_id="order-7", limit=2)] == [
+        '{"n":2}',
+        '{"n":3}',
+    ]
+    after = by_corr[1].seq
+    assert [e.data for e in store.list_events(correlation_id="order-7", after=after)] == [
+        '{"n":4}',
+        '{"n":6}',
+    ]
+    assert [e.data for e in store.list_events(run_id="r1", correlation_id="order-7")] == ['{"n":6}']
+    assert [e.data for e in store.list_events(correlation_id="order-7", type="t.y")] == []
+    store.close()

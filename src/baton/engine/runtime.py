@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from baton.core import events as ev
 from baton.core import serialization
 from baton.core.clock import Clock
 from baton.core.errors import StoreError, WorkflowTimeout
@@ -130,8 +131,10 @@ class Runtime:
         try:
             ex.run_sync()
         except BaseException:
+            now = self.clock.now()
+            event = ex.event(ev.RUN_SUSPENDED, now, {"reason": "interrupted", "next_step": ex.seq})
             try:
-                self.store.release_run(ex.run.run_id, ex.fence, self.clock.now(), []).result()
+                self.store.release_run(ex.run.run_id, ex.fence, now, [event]).result()
             except Exception:  # lost meanwhile, or the store is away: recovery takes it
                 pass
             self.wake()
