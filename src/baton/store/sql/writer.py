@@ -178,11 +178,13 @@ class GroupCommitWriter:
             live = [(op, fut) for op, fut in left if fut.set_running_or_notify_cancel()]
             _resolve(_fail_all(live, StoreError("the store is closed")))
 
-    def _take(self, item: Any = _WAKE) -> tuple[list[tuple[Op, Future]], bool]:
-        """The next group: the waiting writes, then the queued ones from `item` on; and
-        whether the stop mark was reached."""
+    def _take(
+        self, item: Any = _WAKE, limit: int | None = None
+    ) -> tuple[list[tuple[Op, Future]], bool]:
+        """The next group (up to `limit`, else max_batch): the waiting writes, then the queued
+        ones from `item` on; and whether the stop mark was reached."""
         batch: list[tuple[Op, Future]] = []
-        waiting, limit = self._waiting, self._max_batch
+        waiting, limit = self._waiting, limit or self._max_batch
         while waiting and len(batch) < limit:
             batch.append(waiting.popleft())
         while True:
@@ -247,8 +249,17 @@ class GroupCommitWriter:
     def _apply(
         self, conn: Any, live: list[tuple[Op, Future]], isolate: bool
     ) -> list[tuple[bool, Any]]:
-        """Run the group; without `isolate`, stop at the first failure (it will be re-run)."""
+        """Run the group; without `isolate`, stop at the first failure (it will be re-run).
+
+        The group grows by what was submitted while BEGIN waited (for the lock, the server,
+        or the GIL, which the callers just woken by the last commit hold while they prepare
+        their next writes): those join this commit instead of waiting for the next one."""
         conn.execute(self._policy.begin)
+        if len(live) < self._max_batch:
+            more, stopping = self._take(limit=self._max_batch - len(live))
+            if stopping:  # the thread stops after this group
+                self._queue.put(_STOP)
+            live.extend((op, fut) for op, fut in more if fut.set_running_or_notify_cancel())
         deferred: dict[str, list[tuple]] = {}
         conn.deferred = deferred
         results: list[tuple[bool, Any]] = []

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from baton.core.errors import NotABatonStore, SchemaVersionError, StoreUnavailable
 from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+# INSERT … VALUES (?, …) [ON CONFLICT …]: rows can go in one statement
+_VALUES = re.compile(r"^INSERT INTO \w+ \([^)]*\) VALUES (\((?:\?, )*\?\))")
+_MAX_ROWS = 256
 
 
 class WriterConnection(sqlite3.Connection):
@@ -18,6 +27,34 @@ class WriterConnection(sqlite3.Connection):
 
     def defer(self, sql: str, rows: list[tuple]) -> None:
         self.deferred.setdefault(sql, []).extend(rows)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any:  # type: ignore[override]
+        """Many rows of an `INSERT … VALUES` in a few multi-row statements (chunks of a power
+        of two rows, so that few statement texts are prepared): each statement is one
+        release of the GIL, where a row per statement would be one each."""
+        values = _VALUES.match(sql)
+        if values is None or len(rows) < 2:
+            return super().executemany(sql, rows)
+        done, at, count = 0, 0, len(rows)
+        while at < count:
+            size = min(1 << ((count - at).bit_length() - 1), _MAX_ROWS)
+            chunk = rows[at : at + size]
+            text = _multi_row(sql, values.start(1), values.end(1), size)
+            done += self.execute(text, [v for row in chunk for v in row]).rowcount
+            at += size
+        return _Inserted(done)
+
+
+class _Inserted:
+    """What `executemany` answers for rows it inserted in several statements."""
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row(sql: str, start: int, end: int, count: int) -> str:
+    return sql[:start] + ", ".join([sql[start:end]] * count) + sql[end:]
 
 
 def connect(
