@@ -70,6 +70,48 @@ def test_serialization_rejects_nan_and_odd_keys() -> None:
         serialization.dumps({(1, 2): "tuple key"})
 
 
+def test_serialization_names_a_container_that_holds_itself() -> None:
+    loop: dict = {"items": []}
+    loop["items"].append(loop)
+    with pytest.raises(baton.SerializationError) as info:
+        serialization.dumps(loop)
+    assert info.value.path == "$.items[0]" and "contains itself" in str(info.value)
+    # the encoder of this thread is sound after a failure
+    assert serialization.dumps({"items": [1]}) == '{"items":[1]}'
+
+
+def test_serialization_matches_the_json_module() -> None:
+    import json
+    import threading
+
+    values = [
+        {"a": 1, "b": [1, 2.5, "é", None, True]},
+        "x\u2028y",
+        10**30,
+        -0.0,
+        1e300,
+        {1: "int key", 2.5: "float key", True: "bool key", None: "null key"},
+        'quote"\\',
+        [[], {}, [{}]],
+    ]
+    expected = [
+        json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        for v in values
+    ]
+    seen: list[list[str]] = []
+
+    def encode_all() -> None:  # each thread has its own encoder
+        seen.append([serialization.dumps(v) for v in values])
+
+    threads = [threading.Thread(target=encode_all) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [serialization.dumps(v) for v in values] == expected
+    assert seen == [expected] * 4
+
+
 def test_args_hash_is_stable_and_sensitive() -> None:
     assert serialization.args_hash((1, "a"), {"k": 2}) == serialization.args_hash(
         (1, "a"), {"k": 2}
