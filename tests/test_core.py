@@ -90,7 +90,7 @@ def test_serialization_matches_the_json_module() -> None:
         10**30,
         -0.0,
         1e300,
-        {1: "int key", 2.5: "float key", True: "bool key", None: "null key"},
+        {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
         'quote"\\',
         [[], {}, [{}]],
     ]
