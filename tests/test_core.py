@@ -95,8 +95,7 @@ def test_serialization_matches_the_json_module() -> None:
         [[], {}, [{}]],
     ]
     expected = [
-        json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        for v in values
+        json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False) for v in values
     ]
     seen: list[list[str]] = []
 
