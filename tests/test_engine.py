@@ -798,7 +798,13 @@ def test_run_executes_a_sync_workflow_in_the_calling_thread(make_app) -> None:
         return await where_async()
 
     assert app.run(sync_wf) == threading.current_thread().name
-    assert app.run(async_wf) != threading.current_thread().name  # on the runtime's loop
+    assert app.run(async_wf) == threading.current_thread().name  # on a loop of its own
+    assert app.run(async_wf) == threading.current_thread().name  # the same loop, again
+
+    async def inside_a_loop() -> str:  # a loop runs here already: the runtime's loop runs it
+        return app.run(async_wf)
+
+    assert asyncio.run(inside_a_loop()) != threading.current_thread().name
     (done, *_) = app.runs(workflow="sync_wf")
     assert done.status == RunStatus.SUCCEEDED and done.output == json.dumps("MainThread")
     assert [e.type for e in app.events(run_id=done.run_id)] == [
@@ -836,26 +842,41 @@ def test_run_without_a_free_slot_waits_for_a_worker(make_app) -> None:
     held.result(timeout=10)
 
 
-def test_a_run_interrupted_in_the_calling_thread_is_handed_back(make_app) -> None:
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_run_interrupted_in_the_calling_thread_is_handed_back(make_app, flavour: str) -> None:
     app = make_app()
     calls: list[int] = []
 
-    @app.step()
     def once_interrupted(x: int) -> int:
         calls.append(x)
         if len(calls) == 1:
             raise KeyboardInterrupt
         return x * 2
 
-    @app.workflow()
-    def wf(x: int) -> int:
-        return once_interrupted(x)
+    if flavour == "sync":
+        step = app.step(name="once_interrupted")(once_interrupted)
+
+        @app.workflow(name="wf")
+        def wf(x: int) -> int:
+            return step(x)
+
+    else:
+
+        @app.step(name="once_interrupted")
+        async def async_step(x: int) -> int:
+            return once_interrupted(x)
+
+        @app.workflow(name="wf")
+        async def wf(x: int) -> int:  # type: ignore[misc]
+            return await async_step(x)
 
     with pytest.raises(KeyboardInterrupt):
         app.run(wf, 21)
-    (run,) = app.runs(workflow="wf")
+    if flavour == "async":  # this thread's loop is sound for the next run
+        assert app.run(wf, 1) == 2
+    run = min(app.runs(workflow="wf"), key=lambda r: r.run_id)  # the first one
     # handed back to the queue, then executed again by a worker of this process
     assert app.handle(run.run_id).result(timeout=10) == 42
-    assert calls == [21, 21]
+    assert calls.count(21) == 2
     suspended = app.events(run_id=run.run_id, type="baton.run.suspended")
     assert [json.loads(e.data)["reason"] for e in suspended] == ["interrupted"]

@@ -404,6 +404,7 @@ class Execution:
                 await self.await_(self.crashed(exc))
                 return
             await self.await_(self.completed(result))
+            self.output = self.returning
         except (Unwind, asyncio.CancelledError):
             return
         finally:

@@ -71,6 +71,7 @@ class Runtime:
         self._orphans: set[str] = set()
         self._in_doubt: list[float] = []  # times of claims whose commit may have happened
         self._local_due: list[float] = []
+        self._here = threading.local()  # a caller's own loop, for the async runs it executes
         self._loop = asyncio.new_event_loop()
         self._wake: asyncio.Event | None = None
         self._stopped = threading.Event()
@@ -120,16 +121,22 @@ class Runtime:
         with self._lock:
             self._reserved -= 1
         ex = self._prepare(run, fresh=True)
-        if here and not ex.wf.is_async:
+        # an async one runs on a loop of this thread's own, unless one runs here already
+        if here and (not ex.wf.is_async or _running_loop() is None):
             return ex
         self._start(ex)
         return None
 
     def execute_here(self, ex: Execution) -> None:
-        """Run `ex` (from `launch_reserved(here=True)`) in this thread. Interrupted
-        (KeyboardInterrupt), the run is handed back, to be executed again by a worker."""
+        """Run `ex` (from `launch_reserved(here=True)`) in this thread: a sync workflow
+        directly, an async one on this thread's own event loop (kept for its next run; its
+        writes are committed on it). Interrupted (KeyboardInterrupt), the run is handed
+        back, to be executed again by a worker."""
         try:
-            ex.run_sync()
+            if ex.wf.is_async:
+                self._execute_here_async(ex)
+            else:
+                ex.run_sync()
         except BaseException:
             now = self.clock.now()
             event = ex.event(ev.RUN_SUSPENDED, now, {"reason": "interrupted", "next_step": ex.seq})
@@ -163,7 +170,25 @@ class Runtime:
             return
         ex.stop_reason = "cancelled"
         if ex.task is not None:
-            self._loop.call_soon_threadsafe(ex.task.cancel)
+            _cancel(ex.task)
+
+    def _execute_here_async(self, ex: Execution) -> None:
+        loop = getattr(self._here, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._here.loop = asyncio.new_event_loop()
+            commit_on = getattr(self.store, "commit_on_loop", None)
+            if commit_on is not None:
+                commit_on(loop)
+
+        async def main() -> None:
+            ex.task = asyncio.current_task()
+            await ex.run_async()
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException:
+            _settle(loop)  # the next run on this loop finds nothing of this one left
+            raise
 
     def run_coroutine(self, coro: Awaitable[T]) -> T:
         """Run `coro` on the runtime loop from a worker thread and wait for it."""
@@ -231,7 +256,7 @@ class Runtime:
             with self._lock:
                 tasks = [ex.task for ex in self._active.values() if ex.task is not None]
             for task in tasks:
-                self._loop.call_soon_threadsafe(task.cancel)
+                _cancel(task)
         if not self._loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._stop(not drained), self._loop).result()
         self._thread.join()
@@ -255,6 +280,12 @@ class Runtime:
         subscribe = getattr(self.store, "subscribe", None)
         if subscribe is not None:  # another process made work ready: look now, not at the poll
             self._unsubscribe = subscribe(self.wake)
+        # this loop's tasks mostly wait for their writes: commit them here, with no hand-off
+        self._commit_on_loop: Callable[..., None] | None = getattr(
+            self.store, "commit_on_loop", None
+        )
+        if self._commit_on_loop is not None:
+            self._commit_on_loop(self._loop)
         started.set_result(None)
         self._tasks = [
             self._loop.create_task(self._dispatch_forever()),
@@ -277,6 +308,8 @@ class Runtime:
             await asyncio.wrap_future(self.store.remove_worker(self.worker_id))
         except StoreError as exc:
             log.error("could not deregister worker", error=str(exc), abandoned=abandoned)
+        if self._commit_on_loop is not None:
+            self._commit_on_loop(self._loop, False)
         self._loop.call_soon(self._loop.stop)
 
     def _set_wake(self) -> None:
@@ -334,7 +367,7 @@ class Runtime:
         except Exception:
             return  # finished or lost in the meantime
         if ex.task is not None:
-            ex.task.cancel()
+            _cancel(ex.task)
 
     async def _register(self) -> None:
         now = time.time()
@@ -507,3 +540,31 @@ class Runtime:
                 self._orphans.discard(run_id)
         if orphans:
             self._set_wake()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _cancel(task: asyncio.Task) -> None:
+    """Cancel `task` from any thread, on the loop it runs on (the runtime's, or a caller's)."""
+    loop = task.get_loop()
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)
+
+
+def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on `loop` after an interruption and let it unwind; a loop that
+    cannot be settled is closed (the next run makes another)."""
+    try:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    except BaseException:
+        loop.close()
+        raise

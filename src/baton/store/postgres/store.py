@@ -44,6 +44,7 @@ class PostgresStore(SQLStore):
     """A Baton store in a PostgreSQL database (or one schema of it, with `?schema=`)."""
 
     _claim_rows = staticmethod(claims.claim_rows)
+    commits_locally = False  # a commit is a round trip: never block an event loop for one
 
     def __init__(
         self,

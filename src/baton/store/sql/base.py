@@ -102,6 +102,15 @@ class SQLStore(
         """Run `op(connection)` in the writer's next group commit."""
         return self._writer.submit(op)
 
+    def commit_on_loop(self, loop: Any, on: bool = True) -> None:
+        """Commit writes submitted from `loop` on it (see GroupCommitWriter.commit_on), where
+        a commit is short enough to block a loop for (not across a network)."""
+        commit_on = getattr(self._writer, "commit_on", None)
+        if commit_on is not None and self.commits_locally:
+            commit_on(loop, on)
+
+    commits_locally = True  # a commit is a local fsync, not a round trip to a server
+
     # -- runs ----------------------------------------------------------------------------
     def create_run(
         self, run: RunRecord, events: Sequence[CloudEvent]

@@ -25,6 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -95,6 +96,9 @@ class GroupCommitWriter:
         self._closed = False
         self._commit_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # see commit_on; weak, as a caller's own loop goes with its thread
+        self._committing_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._lead_due: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._run, args=(connect,), name=name, daemon=True)
         self._thread.start()
@@ -105,11 +109,31 @@ class GroupCommitWriter:
         if self._closed:
             fut.set_exception(StoreError("the store is closed"))
             return fut
-        if _in_event_loop():  # it will be awaited, never led: the thread commits it
-            self._queue.put((op, fut))
-        else:
+        loop = _running_loop()
+        if loop is None:  # the caller blocks on it, or commits nothing and lets the thread
             self._waiting.append((op, fut))
+        elif loop in self._committing_loops:  # committed on the loop, after its ready callbacks
+            self._waiting.append((op, fut))
+            if loop not in self._lead_due:
+                self._lead_due.add(loop)
+                loop.call_soon(self._lead_on, loop)
+        else:  # it will be awaited, never led: the thread commits it
+            self._queue.put((op, fut))
         return fut
+
+    def commit_on(self, loop: asyncio.AbstractEventLoop, on: bool = True) -> None:
+        """Let writes submitted from `loop` (a loop of tasks that mostly wait for their
+        writes) be committed on it: once per turn, after the callbacks ready then, so the
+        writes of every task that ran in that turn share one commit and no thread hands off.
+        The loop is blocked while it commits."""
+        if on:
+            self._committing_loops.add(loop)
+        else:
+            self._committing_loops.discard(loop)
+
+    def _lead_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._lead_due.discard(loop)
+        self.lead()
 
     def call(self, op: Callable[[Any], T]) -> T:
         return self.submit(op).result()
@@ -286,12 +310,11 @@ class GroupCommitWriter:
         return results
 
 
-def _in_event_loop() -> bool:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
-        return False
-    return True
+        return None
 
 
 def _rollback(conn: Any) -> None:
