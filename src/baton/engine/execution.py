@@ -110,6 +110,9 @@ class Execution:
         self.trace: tracing.RunTrace | None = None  # this execution's span, while tracing
         self.returning: str | None = None  # the output a success being committed carries
         self.output: str | None = None  # the run's output, once its success is committed
+        # an async run alone on its caller's loop blocks that loop on its writes, committing
+        # them itself, rather than awaiting them
+        self.blocking_waits = False
 
     # -- decisions -----------------------------------------------------------------------
     def plan(self, step: StepDef, args: tuple, kwargs: dict, seq: int | None = None) -> _Plan:
@@ -296,6 +299,9 @@ class Execution:
             self._lost(exc)
 
     async def await_(self, fut: Future) -> None:
+        if self.blocking_waits:
+            self.wait(fut)
+            return
         try:
             await asyncio.wrap_future(fut)
         except (FenceLost, StoreError) as exc:
@@ -447,7 +453,7 @@ class Execution:
                 return stop.value
             value, error = None, None
             try:
-                value = await asyncio.wrap_future(fut)
+                value = fut.result() if self.blocking_waits else await asyncio.wrap_future(fut)
             except (FenceLost, StoreError) as exc:
                 logic.close()
                 self._lost(exc)

@@ -184,6 +184,8 @@ class Runtime:
             ex.task = asyncio.current_task()
             await ex.run_async()
 
+        ex.blocking_waits = True  # nothing else runs on this loop
+
         try:
             loop.run_until_complete(main())
         except BaseException:
