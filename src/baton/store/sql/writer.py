@@ -28,6 +28,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures._base import FINISHED
 from typing import Any, TypeVar
 
 from baton.core.errors import StoreError
@@ -75,8 +76,10 @@ class _Pending(Future):
         self._writer = writer
 
     def result(self, timeout: float | None = None) -> Any:
-        if not self.done():
+        if self._state != FINISHED:  # read without the condition: set last, under the GIL
             self._writer.lead()
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # committed: no condition to take
         return super().result(timeout)
 
 
