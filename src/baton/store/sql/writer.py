@@ -5,16 +5,18 @@ takes every operation waiting (up to `max_batch`), runs them under one `BEGIN IM
 commits once, and only then resolves the futures. Operations are pure functions of the
 connection, so when one raises, the group is rolled back and run again with a savepoint
 around each operation: the failing one alone is undone, the rest commits. Rows an operation
-defers (`conn.defer`, used for event rows) are inserted with one statement per group just
-before the commit, which keeps the writer's statements, and so its hand-offs of the GIL, few.
+defers (`conn.defer`, used for event rows) are inserted together just before the commit
+(`executemany`, which both backends turn into a few multi-row statements), which keeps the
+writer's statements, and so its hand-offs of the GIL, few.
 
 Who commits: a caller that blocks on its future while no commit is under way commits the
-waiting group itself (`lead`), so a lone caller pays no thread hand-off. The writer thread
-commits the rest: what was submitted during a commit (its committer wakes the thread), and
-what callers that never block submit (an event loop awaits the future; such submissions wake
-it). Other submissions do not wake it. So that a write nobody waits for cannot sit forever,
-the thread also commits whatever has waited `SAFETY_INTERVAL`. One lock keeps a single
-committer at a time; futures are resolved outside it.
+waiting group itself (`lead`), so a lone caller pays no thread hand-off. An event loop
+registered with `commit_on` commits its tasks' writes itself, once per turn. The writer
+thread commits the rest: what was submitted during a commit (its committer wakes the
+thread), and what other event loops submit (they await and never block; such submissions
+wake it). Other submissions do not wake it. So that a write nobody waits for cannot sit
+forever, the thread also commits whatever has waited `SAFETY_INTERVAL`. One lock keeps a
+single committer at a time; futures are resolved outside it.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class GroupCommitWriter:
         if self._closed:
             fut.set_exception(StoreError("the store is closed"))
             return fut
-        loop = _running_loop()
+        loop = asyncio._get_running_loop()  # the fast form of get_running_loop, None outside
         if loop is None:  # the caller blocks on it, or commits nothing and lets the thread
             self._waiting.append((op, fut))
         elif loop in self._committing_loops:  # committed on the loop, after its ready callbacks
@@ -311,13 +313,6 @@ class GroupCommitWriter:
                     conn.execute("RELEASE op")
                 results.append((True, value))
         return results
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _rollback(conn: Any) -> None:
