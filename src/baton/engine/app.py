@@ -46,7 +46,7 @@ from baton.store.records import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("baton.app")
-# set while `App.run` starts a run: the caller executes a sync run it can take itself
+# set while `App.run` starts a run: the caller executes a run it can take itself
 _here: contextvars.ContextVar[bool] = contextvars.ContextVar("baton_run_here", default=False)
 
 
@@ -334,8 +334,9 @@ class App:
         return _PendingStart(self, rt if direct else None, run, future, now)
 
     def run(self, workflow: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Start a run and wait for its result. A sync workflow that this process takes at
-        once executes in the calling thread, which waits anyway."""
+        """Start a run and wait for its result. A run that this process takes at once
+        executes in the calling thread, which waits anyway (an async one on that thread's
+        own event loop, unless a loop runs there already)."""
         token = _here.set(True)
         try:
             handle = self.start(workflow, *args, **kwargs)

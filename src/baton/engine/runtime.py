@@ -116,13 +116,14 @@ class Runtime:
 
     def launch_reserved(self, run: RunRecord, here: bool = False) -> Execution | None:
         """Execute a run inserted already claimed in the slot reserved for it. With `here`,
-        a sync workflow's execution is returned, for the caller to run in its own thread
-        with `execute_here` (no hand-off to a worker thread)."""
+        its execution is returned instead, for the caller to run in its own thread with
+        `execute_here` (no hand-off to a worker thread); but an async run goes to the
+        worker's loop when the caller's thread runs a loop already."""
         with self._lock:
             self._reserved -= 1
         ex = self._prepare(run, fresh=True)
         # an async one runs on a loop of this thread's own, unless one runs here already
-        if here and (not ex.wf.is_async or _running_loop() is None):
+        if here and (not ex.wf.is_async or asyncio._get_running_loop() is None):
             return ex
         self._start(ex)
         return None
@@ -542,13 +543,6 @@ class Runtime:
                 self._orphans.discard(run_id)
         if orphans:
             self._set_wake()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _cancel(task: asyncio.Task) -> None:
