@@ -261,6 +261,31 @@ def test_waiting_callers_and_the_writer_thread_share_commits_without_losing_writ
     store.close()
 
 
+@pytest.mark.parametrize("close_at_once", [False, True])
+def test_writes_left_to_the_next_commit_are_resolved(store_path: Path, close_at_once: bool) -> None:
+    # the caller leading a group finds a write submitted during its commit: it returns with
+    # its own write resolved and leaves the other futures of its group to the next commit
+    store = open_store(store_path)
+    others = [store.create_run(_run(f"other-{i}"), []) for i in range(3)]
+    during: list = []
+
+    def submits_another(conn: object) -> str:
+        during.append(store.create_run(_run("during"), []))
+        return "mine"
+
+    assert store.write(submits_another).result() == "mine"
+    if close_at_once:
+        store.close()
+    for fut in [*others, *during]:
+        assert fut.result(timeout=10)[1]  # created
+    if not close_at_once:
+        assert store.count_runs() == {"ENQUEUED": 4}
+        store.close()
+    reopened = open_store(store_path)
+    assert reopened.count_runs() == {"ENQUEUED": 4}
+    reopened.close()
+
+
 def test_events_are_found_by_correlation_id_however_they_are_correlated(
     store_path: Path,
 ) -> None:

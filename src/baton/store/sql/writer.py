@@ -16,7 +16,14 @@ thread commits the rest: what was submitted during a commit (its committer wakes
 thread), and what other event loops submit (they await and never block; such submissions
 wake it). Other submissions do not wake it. So that a write nobody waits for cannot sit
 forever, the thread also commits whatever has waited `SAFETY_INTERVAL`. One lock keeps a
-single committer at a time; futures are resolved outside it.
+single committer at a time.
+
+When a caller that committed its group finds more writes waiting, so that a commit follows
+at once, it returns with its own write resolved and leaves the others' futures to that
+commit, which resolves them just before it syncs: their threads run while the disk works
+instead of competing for the GIL with the statements of the commit (each statement lets go
+of the GIL, and a thread running Python keeps it until it blocks). Other futures are
+resolved after the commit, outside the lock. Callbacks on these futures must not block.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ class _Pending(Future):
 
     def result(self, timeout: float | None = None) -> Any:
         if self._state != FINISHED:  # read without the condition: set last, under the GIL
-            self._writer.lead()
+            self._writer.lead(self)
         if self._state == FINISHED and self._exception is None:
             return self._result  # committed: no condition to take
         return super().result(timeout)
@@ -99,6 +106,8 @@ class GroupCommitWriter:
         self._waiting: collections.deque[Any] = collections.deque()  # its caller commits it
         self._max_batch = max_batch
         self._closed = False
+        # outcomes of a committed group, left by its committer for the next commit to resolve
+        self._later: list[tuple[Future, bool, Any]] = []
         self._commit_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # see commit_on; weak, as a caller's own loop goes with its thread
@@ -159,12 +168,13 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         self._thread.join()
 
-    def lead(self) -> None:
+    def lead(self, mine: Future | None = None) -> None:
         """Commit the waiting group in this thread, unless a commit is under way (its
         committer wakes the thread for what is left) or the writer is stopping (then the
-        thread commits it)."""
+        thread commits it). `mine`: the write this thread waits for."""
         if self._closed or not self._commit_lock.acquire(blocking=False):
             return
+        later: list[tuple[Future, bool, Any]] = []
         try:
             if self._conn is None:
                 return
@@ -172,10 +182,17 @@ class GroupCommitWriter:
             if stopping:  # closing meanwhile: hand the rest to the thread
                 self._queue.put(_STOP)
             outcome = self._commit(batch) if batch else []
+            later, self._later = self._later, []  # left over if this commit did not sync
+            if mine is not None and self._waiting and not stopping:
+                # submitted during the commit: the thread commits them at once (woken
+                # below); the other callers of this group wake as that commit syncs
+                self._later = [o for o in outcome if o[0] is not mine]
+                outcome = [o for o in outcome if o[0] is mine]
         finally:
             self._commit_lock.release()
         if self._waiting:  # submitted during the commit, by callers that found it under way
             self._queue.put(_WAKE)
+        _resolve(later)
         _resolve(outcome)
 
     # -- thread ------------------------------------------------------------------------------
@@ -198,12 +215,16 @@ class GroupCommitWriter:
                 with self._commit_lock:
                     batch, stopping = self._take(item)
                     outcome = self._commit(batch) if batch else []
+                    later, self._later = self._later, []
+                _resolve(later)
                 _resolve(outcome)
         finally:
             with self._commit_lock:
                 _close(self._conn)
                 self._conn = None
                 left, _ = self._take()  # submitted as the store closed
+                later, self._later = self._later, []
+            _resolve(later)  # committed
             live = [(op, fut) for op, fut in left if fut.set_running_or_notify_cancel()]
             _resolve(_fail_all(live, StoreError("the store is closed")))
 
@@ -244,6 +265,7 @@ class GroupCommitWriter:
                     if delay is None:
                         return _fail_all(live, exc)
                     attempt += 1
+                    self._resolve_later()
                     time.sleep(delay)
                     continue
             committing = False
@@ -256,6 +278,7 @@ class GroupCommitWriter:
                 for sql, rows in getattr(conn, "deferred", {}).items():
                     conn.executemany(sql, rows)  # one statement for the whole group
                 committing = True
+                self._resolve_later()  # the last group's callers run while this one syncs
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if policy.broken(conn, exc):
@@ -271,9 +294,16 @@ class GroupCommitWriter:
                         live, policy.unavailable(exc) if policy.dooms_group(exc) else exc
                     )
                 attempt += 1
+                self._resolve_later()
                 time.sleep(delay)
                 continue
             return [(fut, ok, value) for (_, fut), (ok, value) in zip(live, results, strict=True)]
+
+    def _resolve_later(self) -> None:
+        """Resolve the outcomes the last committer left (committed already); under the lock."""
+        if self._later:
+            later, self._later = self._later, []
+            _resolve(later)
 
     def _apply(
         self, conn: Any, live: list[tuple[Op, Future]], isolate: bool
