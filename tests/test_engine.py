@@ -881,3 +881,43 @@ def test_a_run_interrupted_in_the_calling_thread_is_handed_back(make_app, flavou
     assert calls.count(21) == 2
     suspended = app.events(run_id=run.run_id, type="baton.run.suspended")
     assert [json.loads(e.data)["reason"] for e in suspended] == ["interrupted"]
+
+
+def test_waiting_for_a_run_on_the_worker_loop_is_refused(make_app) -> None:
+    # app.run or handle.result in an async workflow would block the loop that runs it, every
+    # other async run, and the awaited run itself when it is async: refused, nothing started
+    app = make_app()
+
+    @app.step()
+    async def inc(x: int) -> int:
+        return x + 1
+
+    @app.workflow()
+    async def child(x: int) -> int:
+        return await inc(x)
+
+    @app.workflow()
+    async def runs_inline(x: int) -> int:
+        return app.run(child, x)
+
+    @app.workflow()
+    async def waits_on_handle(run_id: str) -> int:
+        return app.handle(run_id).result(timeout=5)
+
+    @app.workflow()
+    async def as_a_child(x: int) -> int:
+        return await baton.run_child(child, x)
+
+    with pytest.raises(baton.RunFailed) as refused:  # started: executed on the worker's loop
+        app.start(runs_inline, 1).result(timeout=10)
+    assert refused.value.error_type == "baton.core.errors.BlockingOnWorkerLoop"
+    assert "baton.run_child" in (refused.value.message or "")
+    assert app.runs(workflow="child") == []  # app.run refused before starting anything
+
+    other = app.start(child, 5)
+    with pytest.raises(baton.RunFailed) as refused:
+        app.start(waits_on_handle, other.id).result(timeout=10)
+    assert refused.value.error_type == "baton.core.errors.BlockingOnWorkerLoop"
+    # the loop kept serving async runs
+    assert other.result(timeout=10) == 6
+    assert app.start(as_a_child, 2).result(timeout=10) == 3

@@ -267,6 +267,20 @@ class NotInWorkflow(BatonError):
         )
 
 
+class BlockingOnWorkerLoop(BatonError, RuntimeError):
+    """A call that blocks until a run ends (`app.run`, `handle.result`) made on the worker's
+    event loop, where async workflows and steps run: it would stall every one of them."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{what} blocks until the run ends, and it was called on the worker's event loop, "
+            f"which runs every async workflow and step of this process: they would all stall, "
+            f"the awaited run too if it is async. In a workflow, use "
+            f"`await baton.run_child(...)` (durable); elsewhere, call it from another thread"
+        )
+
+
 class NotADeferredCall(BatonError, TypeError):
     """`baton.gather` got an argument that is not a pending call."""
 

@@ -15,7 +15,12 @@ from typing import Any, TypeVar, overload
 from baton.core import events as ev
 from baton.core import serialization
 from baton.core.clock import Clock, RealClock
-from baton.core.errors import DefinitionError, ScheduleError, UnknownWorkflow
+from baton.core.errors import (
+    BlockingOnWorkerLoop,
+    DefinitionError,
+    ScheduleError,
+    UnknownWorkflow,
+)
 from baton.core.events import run_event
 from baton.core.ids import new_id
 from baton.core.retry import Retry
@@ -337,6 +342,7 @@ class App:
         """Start a run and wait for its result. A run that this process takes at once
         executes in the calling thread, which waits anyway (an async one on that thread's
         own event loop, unless a loop runs there already)."""
+        self._refuse_on_worker_loop("app.run()")  # before anything is started
         token = _here.set(True)
         try:
             handle = self.start(workflow, *args, **kwargs)
@@ -678,6 +684,11 @@ class App:
         if self._runtime is None and self._auto_worker and not self._closed:
             self.launch()
         return self._runtime
+
+    def _refuse_on_worker_loop(self, what: str) -> None:
+        rt = self._runtime
+        if rt is not None and rt.on_loop_thread():
+            raise BlockingOnWorkerLoop(what)
 
     def _serves_queue(self, queue: str) -> bool:
         return self._options.queues is None or queue in self._options.queues

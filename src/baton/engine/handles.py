@@ -44,8 +44,10 @@ class RunHandle:
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the run to end and return its output.
 
-        Raises RunFailed (FAILED, DEAD, COMPENSATED), RunCancelled, or ResultTimeout.
+        Raises RunFailed (FAILED, DEAD, COMPENSATED), RunCancelled, or ResultTimeout; and
+        BlockingOnWorkerLoop on the worker's event loop (in an async workflow or step).
         """
+        self.app._refuse_on_worker_loop("handle.result()")
         deadline = None if timeout is None else time.monotonic() + timeout
         signal = self.app._waiter(self.id)
         pause = 0.002

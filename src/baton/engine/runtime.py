@@ -152,6 +152,10 @@ class Runtime:
         self._scheduler.forget()
         self.wake()
 
+    def on_loop_thread(self) -> bool:
+        """Is the caller on this worker's event loop (in an async workflow or step)?"""
+        return threading.get_ident() == self._thread.ident
+
     def wake(self) -> None:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._set_wake)
