@@ -921,3 +921,31 @@ def test_waiting_for_a_run_on_the_worker_loop_is_refused(make_app) -> None:
     # the loop kept serving async runs
     assert other.result(timeout=10) == 6
     assert app.start(as_a_child, 2).result(timeout=10) == 3
+
+
+def test_a_callers_own_loop_is_closed_with_its_thread_and_at_shutdown(make_app) -> None:
+    import gc
+
+    app = make_app()
+
+    @app.step()
+    async def loop_of_this_thread() -> int:
+        return id(asyncio.get_running_loop())
+
+    @app.workflow()
+    async def wf() -> int:
+        return await loop_of_this_thread()
+
+    runtime = app._runtime if app._runtime is not None else app.launch()._runtime
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(app.run(wf)))
+    worker.start()
+    worker.join()
+    (from_thread,) = [loop for loop in runtime._own_loops if id(loop) == seen[0]]
+    assert app.run(wf) != seen[0]  # this thread has a loop of its own
+    (here,) = [loop for loop in runtime._own_loops if loop is not from_thread]
+    del worker
+    gc.collect()  # the ended thread's locals go, and its loop is closed with them
+    assert from_thread.is_closed() and not here.is_closed()
+    app.shutdown()
+    assert here.is_closed()

@@ -13,6 +13,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class Runtime:
         self._in_doubt: list[float] = []  # times of claims whose commit may have happened
         self._local_due: list[float] = []
         self._here = threading.local()  # a caller's own loop, for the async runs it executes
+        self._own_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._loop = asyncio.new_event_loop()
         self._wake: asyncio.Event | None = None
         self._stopped = threading.Event()
@@ -181,6 +183,9 @@ class Runtime:
         loop = getattr(self._here, "loop", None)
         if loop is None or loop.is_closed():
             loop = self._here.loop = asyncio.new_event_loop()
+            self._own_loops.add(loop)  # closed at shutdown, or when its thread ends:
+            self._here.token = token = _ThreadToken()  # dropped with the thread's locals
+            weakref.finalize(token, _close_idle, loop)
             commit_on = getattr(self.store, "commit_on_loop", None)
             if commit_on is not None:
                 commit_on(loop)
@@ -270,6 +275,8 @@ class Runtime:
         self._wf_pool.shutdown(wait=drained, cancel_futures=True)
         if self._step_pool is not None:
             self._step_pool.shutdown(wait=False, cancel_futures=True)
+        for loop in list(self._own_loops):  # callers' loops: idle once drained
+            _close_idle(loop)
         self._stopped.set()
 
     # -- loop thread ---------------------------------------------------------------------
@@ -547,6 +554,15 @@ class Runtime:
                 self._orphans.discard(run_id)
         if orphans:
             self._set_wake()
+
+
+class _ThreadToken:
+    """Held in a thread's locals only: its finalizer runs when the thread ends."""
+
+
+def _close_idle(loop: asyncio.AbstractEventLoop) -> None:
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
 
 
 def _cancel(task: asyncio.Task) -> None:
