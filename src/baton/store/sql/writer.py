@@ -277,8 +277,8 @@ class GroupCommitWriter:
                     results = self._apply(conn, live, isolate)
                 for sql, rows in getattr(conn, "deferred", {}).items():
                     conn.executemany(sql, rows)  # one statement for the whole group
-                committing = True
                 self._resolve_later()  # the last group's callers run while this one syncs
+                committing = True
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if policy.broken(conn, exc):
