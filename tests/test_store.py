@@ -286,6 +286,32 @@ def test_writes_left_to_the_next_commit_are_resolved(store_path: Path, close_at_
     reopened.close()
 
 
+def test_wake_ups_handed_to_the_writer_are_made_with_or_without_a_commit(
+    store_path: Path,
+) -> None:
+    store = open_store(store_path)
+    woken: list[str] = []
+    alone = threading.Event()
+
+    store.at_next_sync(alone.set)  # no commit follows: the writer thread makes it
+    assert alone.wait(10)
+
+    def fails() -> None:
+        woken.append("fails")
+        raise RuntimeError("a broken wake-up")
+
+    store.at_next_sync(fails)
+    after = threading.Event()
+    store.at_next_sync(lambda: (woken.append("next"), after.set()))
+    store.create_run(_run("after"), []).result()  # a commit follows: it makes them
+    assert after.wait(10)
+    assert woken == ["fails", "next"]
+    assert store.get_run("after") is not None  # a failing wake-up spoils nothing
+    store.close()
+    store.at_next_sync(lambda: woken.append("closed"))  # closed: made at once
+    assert woken == ["fails", "next", "closed"]
+
+
 def test_events_are_found_by_correlation_id_however_they_are_correlated(
     store_path: Path,
 ) -> None:

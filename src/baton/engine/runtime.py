@@ -8,6 +8,7 @@ dispatcher sleeps until the earliest one (or until woken by a local submission).
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import os
 import random
@@ -80,6 +81,10 @@ class Runtime:
         self._idle = threading.Event()
         self._idle.set()
         self._wf_pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="baton-wf")
+        # a run started here is handed to its thread as the starter's next commit syncs
+        self._at_next_sync: Callable[[Callable[[], object]], None] | None = getattr(
+            store, "at_next_sync", None
+        )
         self._step_pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task] = []
         self._next_sweep = 0.0
@@ -127,7 +132,10 @@ class Runtime:
         # an async one runs on a loop of this thread's own, unless one runs here already
         if here and (not ex.wf.is_async or asyncio._get_running_loop() is None):
             return ex
-        self._start(ex)
+        if ex.wf.is_async or self._at_next_sync is None:
+            self._start(ex)
+        else:  # its thread wakes as the caller's next commit syncs, not amid its statements
+            self._at_next_sync(functools.partial(self._submit_sync, ex))
         return None
 
     def execute_here(self, ex: Execution) -> None:
@@ -361,6 +369,13 @@ class Runtime:
             self._loop.call_soon_threadsafe(self._start_task, ex)
         else:
             self._wf_pool.submit(ex.run_sync)
+
+    def _submit_sync(self, ex: Execution) -> None:
+        try:
+            self._wf_pool.submit(ex.run_sync)
+        except RuntimeError:  # shut down meanwhile: the run is recovered as a crashed one's
+            log.warning("run not executed: the worker shut down", run_id=ex.run.run_id)
+            self.finished(ex)
 
     def _start_task(self, ex: Execution) -> None:
         ex.task = self._loop.create_task(ex.run_async())

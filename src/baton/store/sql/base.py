@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -108,6 +108,11 @@ class SQLStore(
         commit_on = getattr(self._writer, "commit_on", None)
         if commit_on is not None and self.commits_locally:
             commit_on(loop, on)
+
+    def at_next_sync(self, wake: Callable[[], Any]) -> None:
+        """Call `wake` (quick, non-blocking) as the writer's next commit syncs, or at once
+        when none comes (see GroupCommitWriter.at_next_sync)."""
+        self._writer.at_next_sync(wake)
 
     commits_locally = True  # a commit is a local fsync, not a round trip to a server
 

@@ -24,12 +24,15 @@ commit, which resolves them just before it syncs: their threads run while the di
 instead of competing for the GIL with the statements of the commit (each statement lets go
 of the GIL, and a thread running Python keeps it until it blocks). Other futures are
 resolved after the commit, outside the lock. Callbacks on these futures must not block.
+For the same reason a caller can hand over other wake-ups (`at_next_sync`: a new run's
+hand-off to its worker thread) to be made at the next commit's sync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import queue
 import sqlite3
 import threading
@@ -43,6 +46,7 @@ from typing import Any, TypeVar
 from baton.core.errors import StoreError
 
 T = TypeVar("T")
+log = logging.getLogger("baton.store")
 Op = Callable[[Any], Any]
 
 _STOP = object()
@@ -108,6 +112,7 @@ class GroupCommitWriter:
         self._closed = False
         # outcomes of a committed group, left by its committer for the next commit to resolve
         self._later: list[tuple[Future, bool, Any]] = []
+        self._at_sync: list[Callable[[], Any]] = []  # see at_next_sync
         self._commit_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # see commit_on; weak, as a caller's own loop goes with its thread
@@ -154,6 +159,21 @@ class GroupCommitWriter:
 
     submit_start = submit  # one writer: starts share its groups
 
+    def at_next_sync(self, wake: Callable[[], Any]) -> None:
+        """Call `wake` (quick, non-blocking) as the next commit syncs: a thread it wakes then
+        runs while the disk works. The writer thread is woken too, so that without a commit
+        coming it is called at once."""
+        self._at_sync.append(wake)
+        if not self._closed:
+            self._queue.put(_WAKE)
+            return
+        with self._commit_lock:  # the thread takes what is left in its last turn, under it
+            calls: list[Callable[[], Any]] = []
+            if self._conn is None:  # that turn is over: nobody else will
+                calls, self._at_sync = self._at_sync, []
+        for call in calls:
+            _call(call)
+
     def idle(self) -> bool:
         return not self._waiting and self._queue.empty() and not self._commit_lock.locked()
 
@@ -174,7 +194,7 @@ class GroupCommitWriter:
         thread commits it). `mine`: the write this thread waits for."""
         if self._closed or not self._commit_lock.acquire(blocking=False):
             return
-        later: list[tuple[Future, bool, Any]] = []
+        later: tuple[list[tuple[Future, bool, Any]], list[Callable[[], Any]]] = ([], [])
         try:
             if self._conn is None:
                 return
@@ -182,7 +202,7 @@ class GroupCommitWriter:
             if stopping:  # closing meanwhile: hand the rest to the thread
                 self._queue.put(_STOP)
             outcome = self._commit(batch) if batch else []
-            later, self._later = self._later, []  # left over if this commit did not sync
+            later = self._take_later()  # left over if this commit did not sync
             if mine is not None and self._waiting and not stopping:
                 # submitted during the commit: the thread commits them at once (woken
                 # below); the other callers of this group wake as that commit syncs
@@ -192,7 +212,7 @@ class GroupCommitWriter:
             self._commit_lock.release()
         if self._waiting:  # submitted during the commit, by callers that found it under way
             self._queue.put(_WAKE)
-        _resolve(later)
+        _wake(*later)
         _resolve(outcome)
 
     # -- thread ------------------------------------------------------------------------------
@@ -215,16 +235,16 @@ class GroupCommitWriter:
                 with self._commit_lock:
                     batch, stopping = self._take(item)
                     outcome = self._commit(batch) if batch else []
-                    later, self._later = self._later, []
-                _resolve(later)
+                    later = self._take_later()
+                _wake(*later)
                 _resolve(outcome)
         finally:
             with self._commit_lock:
                 _close(self._conn)
                 self._conn = None
                 left, _ = self._take()  # submitted as the store closed
-                later, self._later = self._later, []
-            _resolve(later)  # committed
+                later = self._take_later()
+            _wake(*later)  # committed
             live = [(op, fut) for op, fut in left if fut.set_running_or_notify_cancel()]
             _resolve(_fail_all(live, StoreError("the store is closed")))
 
@@ -299,11 +319,15 @@ class GroupCommitWriter:
                 continue
             return [(fut, ok, value) for (_, fut), (ok, value) in zip(live, results, strict=True)]
 
+    def _take_later(self) -> tuple[list[tuple[Future, bool, Any]], list[Callable[[], Any]]]:
+        """The wake-ups left for the next commit (outcomes committed already); under the lock."""
+        later, calls = self._later, self._at_sync
+        self._later, self._at_sync = [], []
+        return later, calls
+
     def _resolve_later(self) -> None:
-        """Resolve the outcomes the last committer left (committed already); under the lock."""
-        if self._later:
-            later, self._later = self._later, []
-            _resolve(later)
+        if self._later or self._at_sync:
+            _wake(*self._take_later())
 
     def _apply(
         self, conn: Any, live: list[tuple[Op, Future]], isolate: bool
@@ -367,6 +391,19 @@ def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> list[tuple[F
     return [(fut, False, err) for _, fut in live]
 
 
+def _wake(later: list[tuple[Future, bool, Any]], calls: list[Callable[[], Any]]) -> None:
+    _resolve(later)
+    for call in calls:
+        _call(call)
+
+
+def _call(wake: Callable[[], Any]) -> None:
+    try:
+        wake()
+    except Exception:  # a wake-up must never fail the commit it rides on
+        log.exception("a wake-up handed to the writer failed")
+
+
 def _resolve(outcome: list[tuple[Future, bool, Any]]) -> None:
     for fut, ok, value in outcome:
         if ok:
@@ -387,6 +424,10 @@ class WriterPool:
         self._starts = writers[0]
         self._others = writers[1:]
         self._writers = writers
+
+    def at_next_sync(self, wake: Callable[[], Any]) -> None:
+        """`wake` at the next sync of the writer that commits new runs."""
+        self._starts.at_next_sync(wake)
 
     def submit_start(self, op: Callable[[Any], T]) -> Future[T]:
         return self._starts.submit(op)
