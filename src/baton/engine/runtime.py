@@ -132,10 +132,10 @@ class Runtime:
         # an async one runs on a loop of this thread's own, unless one runs here already
         if here and (not ex.wf.is_async or asyncio._get_running_loop() is None):
             return ex
-        if ex.wf.is_async or self._at_next_sync is None:
+        if self._at_next_sync is None:
             self._start(ex)
         else:  # its thread wakes as the caller's next commit syncs, not amid its statements
-            self._at_next_sync(functools.partial(self._submit_sync, ex))
+            self._at_next_sync(functools.partial(self._start_soon, ex))
         return None
 
     def execute_here(self, ex: Execution) -> None:
@@ -370,9 +370,10 @@ class Runtime:
         else:
             self._wf_pool.submit(ex.run_sync)
 
-    def _submit_sync(self, ex: Execution) -> None:
+    def _start_soon(self, ex: Execution) -> None:
+        """`_start`, made by the writer as a commit syncs."""
         try:
-            self._wf_pool.submit(ex.run_sync)
+            self._start(ex)
         except RuntimeError:  # shut down meanwhile: the run is recovered as a crashed one's
             log.warning("run not executed: the worker shut down", run_id=ex.run.run_id)
             self.finished(ex)
