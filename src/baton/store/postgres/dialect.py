@@ -154,6 +154,7 @@ class PgConn:
 
 class PgPolicy(WriterPolicy):
     begin = "BEGIN"
+    local = False
 
     def __init__(self, location: str) -> None:
         self.location = location

@@ -18,14 +18,16 @@ wake it). Other submissions do not wake it. So that a write nobody waits for can
 forever, the thread also commits whatever has waited `SAFETY_INTERVAL`. One lock keeps a
 single committer at a time.
 
-When a caller that committed its group finds more writes waiting, so that a commit follows
-at once, it returns with its own write resolved and leaves the others' futures to that
-commit, which resolves them just before it syncs: their threads run while the disk works
-instead of competing for the GIL with the statements of the commit (each statement lets go
-of the GIL, and a thread running Python keeps it until it blocks). Other futures are
-resolved after the commit, outside the lock. Callbacks on these futures must not block.
-For the same reason a caller can hand over other wake-ups (`at_next_sync`: a new run's
-hand-off to its worker thread) to be made at the next commit's sync.
+Where a commit is a local fsync (SQLite; not over a network, where the next commit may hang
+for as long as a dead connection takes to be noticed): when a caller that committed its
+group finds more writes waiting, so that a commit follows at once, it returns with its own
+write resolved and leaves the others' futures to that commit, which resolves them just
+before it syncs: their threads run while the disk works instead of competing for the GIL
+with the statements of the commit (each statement lets go of the GIL, and a thread running
+Python keeps it until it blocks). Other futures are resolved after the commit, outside the
+lock. Callbacks on these futures must not block. For the same reason a caller can hand
+over other wake-ups (`at_next_sync`: a new run's hand-off to its worker) to be made at the
+next commit's sync.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class WriterPolicy:
     """What a backend's errors mean to the writer. This one is SQLite's."""
 
     begin = "BEGIN IMMEDIATE"
+    # a commit is a local fsync: it cannot hang on a network, so wake-ups may wait for the
+    # next one (see the module's docstring); over a network they are made at once
+    local = True
 
     def dooms_group(self, exc: BaseException) -> bool:
         """Raised by one operation, does `exc` fail (or retry) the whole group?"""
@@ -162,7 +167,10 @@ class GroupCommitWriter:
     def at_next_sync(self, wake: Callable[[], Any]) -> None:
         """Call `wake` (quick, non-blocking) as the next commit syncs: a thread it wakes then
         runs while the disk works. The writer thread is woken too, so that without a commit
-        coming it is called at once."""
+        coming it is called at once. Over a network (a commit may hang) it is called now."""
+        if not self._policy.local:
+            _call(wake)
+            return
         self._at_sync.append(wake)
         if not self._closed:
             self._queue.put(_WAKE)
@@ -203,7 +211,7 @@ class GroupCommitWriter:
                 self._queue.put(_STOP)
             outcome = self._commit(batch) if batch else []
             later = self._take_later()  # left over if this commit did not sync
-            if mine is not None and self._waiting and not stopping:
+            if mine is not None and self._waiting and not stopping and self._policy.local:
                 # submitted during the commit: the thread commits them at once (woken
                 # below); the other callers of this group wake as that commit syncs
                 self._later = [o for o in outcome if o[0] is not mine]
