@@ -8,6 +8,7 @@ import pytest
 
 import baton
 from baton.store import RunRecord, RunStatus, StepRecord, open_store
+from baton.store.records import WorkerRecord
 from baton.store.sqlite import SQLiteStore
 from baton.store.sqlite.migrations import SCHEMA_VERSION
 from dbhelpers import columns, is_postgres, pg_target, query, tables
@@ -310,6 +311,43 @@ def test_wake_ups_handed_to_the_writer_are_made_with_or_without_a_commit(
     store.close()
     store.at_next_sync(lambda: woken.append("closed"))  # closed: made at once
     assert woken == ["fails", "next", "closed"]
+
+
+def _worker(worker_id: str, heartbeat_at: float) -> WorkerRecord:
+    return WorkerRecord(worker_id, "host-x", 1, 0.0, 0.0, heartbeat_at, [])
+
+
+def test_a_worker_that_beat_since_it_was_judged_dead_keeps_its_row_and_runs(
+    store_path: Path,
+) -> None:
+    store = open_store(store_path)
+    store.register_worker(_worker("w1", 1.0)).result()
+    store.create_run(_run("r1"), []).result()
+    assert [r.run_id for r in store.claim_runs("w1", None, 1, 1.0, 30, "t").result()] == ["r1"]
+    (judged,) = store.list_workers()  # read by a sweep: heartbeat 1.0, long ago
+    store.heartbeat("w1", 50.0).result()  # then the worker beats
+    assert store.requeue_orphans([judged], 60.0, "t").result() == []
+    assert [w.worker_id for w in store.list_workers()] == ["w1"]
+    assert store.get_run("r1").owner == "w1"  # type: ignore[union-attr]
+    (judged,) = store.list_workers()  # judged again, and it has not beaten since: gone
+    assert [r.run_id for r in store.requeue_orphans([judged], 99.0, "t").result()] == ["r1"]
+    assert store.list_workers() == []
+    store.close()
+
+
+def test_a_claim_heartbeats_its_worker_and_takes_nothing_once_it_was_declared_dead(
+    store_path: Path,
+) -> None:
+    store = open_store(store_path)
+    store.create_run(_run("r1"), []).result()
+    claimed = store.claim_runs("w1", None, 5, 1.0, 30, "t", alive_at=7.0).result()
+    assert list(claimed) == [] and claimed.unregistered  # no row: it must register first
+    assert store.get_run("r1").status == RunStatus.ENQUEUED  # type: ignore[union-attr]
+    store.register_worker(_worker("w1", 5.0)).result()
+    claimed = store.claim_runs("w1", None, 5, 1.0, 30, "t", alive_at=7.0).result()
+    assert [r.run_id for r in claimed] == ["r1"] and not claimed.unregistered
+    assert [w.heartbeat_at for w in store.list_workers()] == [7.0]
+    store.close()
 
 
 def test_events_are_found_by_correlation_id_however_they_are_correlated(

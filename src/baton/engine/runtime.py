@@ -473,11 +473,17 @@ class Runtime:
                     self.options.worker_ttl,
                     self.source,
                     served,
+                    alive_at=time.time(),
                 )
             )
         except StoreError as exc:
             log.error("claim failed", error=str(exc))
             self.claim_in_doubt(now)  # the connection may have been lost during its COMMIT
+            return 0
+        if getattr(runs, "unregistered", False):  # declared dead meanwhile: rejoin, then claim
+            log.warning("worker row was removed; registering again")
+            await self._register()
+            self._set_wake()  # and claim at once
             return 0
         self._held_until = getattr(runs, "retry_at", None)
         for run in runs:
@@ -546,7 +552,7 @@ class Runtime:
         now = time.time()
         ttl = self.options.worker_ttl
         dead = [
-            w.worker_id
+            w
             for w in self.store.list_workers()
             if w.worker_id != self.worker_id and liveness.is_gone(w, now, ttl)
         ]
@@ -554,7 +560,8 @@ class Runtime:
             self.store.requeue_orphans(dead, self.clock.now(), self.source)
         )
         if runs:
-            log.info("recovered runs of dead workers", count=len(runs), workers=dead)
+            gone = [w.worker_id for w in dead]
+            log.info("recovered runs of dead workers", count=len(runs), workers=gone)
             self._set_wake()
 
     async def _release_orphans(self) -> None:

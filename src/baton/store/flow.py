@@ -167,13 +167,20 @@ class Admission:
 
 class Claimed(list[RunRecord]):
     """The runs a claim took (highest priority first, then oldest); `retry_at` is when runs
-    that a rate limit held back may be admitted (None when a rate held nothing back)."""
+    that a rate limit held back may be admitted (None when a rate held nothing back);
+    `unregistered`: nothing was claimed because the worker's row is gone."""
 
     retry_at: float | None
 
-    def __init__(self, runs: Iterable[RunRecord] = (), retry_at: float | None = None) -> None:
+    def __init__(
+        self,
+        runs: Iterable[RunRecord] = (),
+        retry_at: float | None = None,
+        unregistered: bool = False,
+    ) -> None:
         super().__init__(runs)
         self.retry_at = retry_at
+        self.unregistered = unregistered
 
 
 def _positive_int(value: Any) -> bool:

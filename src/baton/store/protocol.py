@@ -55,9 +55,15 @@ class Store(Protocol):
         lease: float,
         source: str,
         served: Sequence[tuple[str, str]] | None = None,
+        alive_at: float | None = None,
     ) -> Future[list[RunRecord]]:
         """Take up to `limit` due ENQUEUED runs of the `served` (workflow, version) pairs,
         highest priority first, then oldest; each claim bumps the run's fence.
+
+        With `alive_at` (wall-clock time), the claim also heartbeats `worker_id`'s row, in
+        the same transaction, and takes nothing when that row is gone: a worker declared
+        dead rejoins before it claims, and a claim is never made by a worker that a
+        concurrent sweep is about to declare dead (see `requeue_orphans`).
 
         Queue limits and concurrency keys are enforced in the same transaction (see
         `baton.store.flow`); the list may be a `Claimed` whose `retry_at` says when runs that
@@ -285,9 +291,11 @@ class Store(Protocol):
     def remove_worker(self, worker_id: str) -> Future[None]: ...
 
     def requeue_orphans(
-        self, dead_workers: Sequence[str], now: float, source: str
+        self, dead_workers: Sequence[WorkerRecord], now: float, source: str
     ) -> Future[list[RunRecord]]:
-        """Re-enqueue RUNNING runs owned by `dead_workers` or by no registered worker."""
+        """Remove the rows of `dead_workers` (as read when judged gone: a row whose
+        heartbeat has moved since stays), then re-enqueue RUNNING runs owned by no
+        registered worker."""
         ...
 
     # feature flags -----------------------------------------------------------------------

@@ -153,10 +153,16 @@ class SQLStore(
         lease: float,
         source: str,
         served: Sequence[tuple[str, str]] | None = None,
+        alive_at: float | None = None,
     ) -> Future[list[RunRecord]]:
         where, params = _queue_filter(queues, served)
 
         def op(conn: Conn) -> list[RunRecord]:
+            # alive, and known so: a sweep that judged this worker gone (from an older
+            # heartbeat) leaves the row and these runs alone (PostgreSQL: it waits for the
+            # row, then sees the heartbeat moved)
+            if alive_at is not None and _beat(conn, worker_id, alive_at) != 1:
+                return Claimed(unregistered=True)  # declared dead: it registers, then claims
             # one statement unless a due run is under a queue limit or a concurrency key
             rows, retry_at = self._claim_rows(conn, worker_id, where, params, limit, now, lease)
             runs = [run_record(conn, r) for r in rows]
@@ -431,10 +437,7 @@ class SQLStore(
 
     def heartbeat(self, worker_id: str, now: float) -> Future[bool]:
         def op(conn: Conn) -> bool:
-            cur = conn.execute(
-                "UPDATE workers SET heartbeat_at=? WHERE worker_id=?", (now, worker_id)
-            )
-            return cur.rowcount == 1
+            return _beat(conn, worker_id, now) == 1
 
         return self._writer.submit(op)
 
@@ -469,14 +472,16 @@ class SQLStore(
         )
 
     def requeue_orphans(
-        self, dead_workers: Sequence[str], now: float, source: str
+        self, dead_workers: Sequence[WorkerRecord], now: float, source: str
     ) -> Future[list[RunRecord]]:
-        dead = list(dead_workers)
+        seen = [(w.worker_id, w.heartbeat_at) for w in dead_workers]
 
         def op(conn: Conn) -> list[RunRecord]:
-            marks = ", ".join("?" for _ in dead)
-            if dead:
-                conn.execute(f"DELETE FROM workers WHERE worker_id IN ({marks})", dead)
+            for worker_id, heartbeat_at in seen:  # unless it has beaten since it was judged
+                conn.execute(
+                    "DELETE FROM workers WHERE worker_id=? AND heartbeat_at=?",
+                    (worker_id, heartbeat_at),
+                )
             rows = conn.execute(
                 f"UPDATE runs SET status={_UNCLAIMED_STATUS}, owner=NULL, lease_expires_at=NULL, "
                 f"updated_at=? WHERE status IN ('RUNNING', 'COMPENSATING') "
@@ -589,6 +594,15 @@ _RUN_INSERT_UNLESS_LIMITED = (
     f"SELECT {', '.join('?' for _ in RUN_COLUMNS)} WHERE NOT EXISTS ({_QUEUE_LIMITED}) "
     "ON CONFLICT (idempotency_key) DO NOTHING"
 )
+
+
+def _beat(conn: Conn, worker_id: str, now: float) -> int:
+    """Heartbeat a worker's row; 0 when the row is gone (the worker was declared dead)."""
+    return int(
+        conn.execute(
+            "UPDATE workers SET heartbeat_at=? WHERE worker_id=?", (now, worker_id)
+        ).rowcount
+    )
 
 
 def _unclaimed(
