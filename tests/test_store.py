@@ -385,3 +385,148 @@ def test_events_are_found_by_correlation_id_however_they_are_correlated(
     assert [e.data for e in store.list_events(run_id="r1", correlation_id="order-7")] == ['{"n":6}']
     assert [e.data for e in store.list_events(correlation_id="order-7", type="t.y")] == []
     store.close()
+
+
+def test_events_are_found_by_type_whether_the_type_index_holds_them(store_path: Path) -> None:
+    """The type index leaves out the types every run logs; a query by type finds the same
+    events either way, routine, indexed and mixed types alike, in seq order after a cursor."""
+    from baton.core.events import CloudEvent
+    from baton.store.sql.base import ROUTINE_TYPES
+
+    store = open_store(store_path)
+    kinds = [*sorted(ROUTINE_TYPES), "baton.run.failed", "baton.step.retrying", "shop.order.paid"]
+    logged = [CloudEvent(kinds[i % len(kinds)], "test", f"r{i % 5}", {"n": i}) for i in range(70)]
+    store.ingest_events(logged).result()
+    everything = store.list_events(limit=1000)
+    assert len(everything) == 70
+    cursor = everything[20].seq
+    for wanted in [*([k] for k in kinds), ["baton.run.started", "baton.run.failed"], kinds[-2:]]:
+        expected = [e.id for e in everything if e.type in wanted]
+        assert [e.id for e in store.list_events(types=wanted, limit=1000)] == expected
+        assert [e.id for e in store.list_events(types=wanted, after=cursor, limit=3)] == [
+            e.id for e in everything if e.type in wanted and e.seq > cursor
+        ][:3]
+        if len(wanted) == 1:
+            assert [e.id for e in store.list_events(type=wanted[0], limit=1000)] == expected
+            in_run = [e.id for e in everything if e.type in wanted and e.run_id == "r2"]
+            assert [e.id for e in store.list_events("r2", wanted[0], limit=1000)] == in_run
+    store.close()
+
+
+def test_routine_events_leave_the_type_index(sqlite_path: Path) -> None:
+    """What every run logs is not written into the type index (a page per type per commit);
+    a query for another type reads that index."""
+    from baton.store.sql.base import _TYPE_INDEXED
+
+    app = baton.App(sqlite_path)
+
+    @app.step()
+    def bump(x: int) -> int:
+        return x + 1
+
+    @app.workflow()
+    def once(x: int) -> int:
+        return bump(x)
+
+    assert [app.run(once, i) for i in range(3)] == [1, 2, 3]
+    app.shutdown()
+    conn = sqlite3.connect(sqlite_path)
+    logged = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    indexed = conn.execute(
+        f"SELECT COUNT(*) FROM events INDEXED BY events_type WHERE {_TYPE_INDEXED}"
+    ).fetchone()[0]
+    assert logged == 12 and indexed == 0
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT seq FROM events "
+        f"WHERE seq > 0 AND type = 'baton.run.failed' AND {_TYPE_INDEXED} ORDER BY seq"
+    ).fetchall()
+    assert "events_type" in plan[0][3]
+    conn.close()
+
+
+def test_a_version_4_store_is_migrated_with_its_events(sqlite_path: Path) -> None:
+    """Migration 5 rebuilds the type index of a store written by the previous version."""
+    from baton.store.sqlite.migrations import MIGRATIONS
+
+    conn = sqlite3.connect(sqlite_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE baton_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for script in MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.execute("INSERT INTO baton_meta VALUES ('schema_version', '4')")
+    for i, kind in enumerate(["baton.run.started", "baton.run.failed", "baton.step.completed"]):
+        conn.execute(
+            "INSERT INTO events (id, type, source, time, run_id) VALUES (?, ?, 'old', ?, 'r')",
+            (f"e{i}", kind, float(i)),
+        )
+    conn.close()
+    store = SQLiteStore(sqlite_path)
+    assert [e.id for e in store.list_events(type="baton.run.failed")] == ["e1"]
+    assert [e.id for e in store.list_events(type="baton.step.completed")] == ["e2"]
+    store.close()
+    assert query(sqlite_path, "SELECT value FROM baton_meta WHERE key='schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+    (sql,) = query(sqlite_path, "SELECT sql FROM sqlite_master WHERE name = 'events_type'")[0]
+    assert "NOT IN" in sql
+
+
+def test_a_write_future_behaves_as_a_concurrent_future() -> None:
+    """Write futures wait on a lock of their own; wait, as_completed, callbacks, cancelling
+    and asyncio.wrap_future work on them as on the base class."""
+    import asyncio
+    from concurrent import futures
+
+    from baton.store.sql.write_future import WriteFuture
+
+    fut = WriteFuture()
+    assert fut.set_running_or_notify_cancel() and fut.running()
+    threading.Timer(0.05, fut.set_result, (5,)).start()
+    assert fut.result(timeout=5) == 5 and fut.done() and fut.exception() is None
+    with pytest.raises(futures.InvalidStateError):
+        fut.set_result(6)
+
+    late = WriteFuture()
+    with pytest.raises(futures.TimeoutError):
+        late.result(timeout=0.01)
+    late.set_exception(ValueError("no"))
+    with pytest.raises(ValueError):
+        late.result()
+    assert isinstance(late.exception(), ValueError)
+
+    group = [WriteFuture() for _ in range(3)]
+    threading.Timer(0.05, group[1].set_result, (1,)).start()
+    done, _ = futures.wait(group, timeout=5, return_when=futures.FIRST_COMPLETED)
+    assert done == {group[1]}
+    group[0].set_result(0)
+    group[2].set_exception(KeyError("k"))
+    assert set(futures.as_completed(group, timeout=5)) == set(group)
+
+    seen: list[futures.Future] = []
+    called = WriteFuture()
+    called.add_done_callback(seen.append)
+    called.set_result(None)
+    called.add_done_callback(seen.append)  # done already: called at once
+    assert seen == [called, called]
+
+    dropped = WriteFuture()
+    assert dropped.cancel() and dropped.cancelled()
+    assert not dropped.set_running_or_notify_cancel()
+    with pytest.raises(futures.CancelledError):
+        dropped.result()
+    taken = WriteFuture()
+    taken.set_running_or_notify_cancel()
+    assert not taken.cancel()
+
+    async def awaited() -> tuple[int, bool]:
+        soon = WriteFuture()
+        threading.Timer(0.05, soon.set_result, (7,)).start()
+        value = await asyncio.wrap_future(soon)
+        abandoned = WriteFuture()
+        task = asyncio.ensure_future(asyncio.wrap_future(abandoned))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        return value, abandoned.cancelled()
+
+    assert asyncio.run(awaited()) == (7, True)

@@ -46,6 +46,7 @@ from concurrent.futures._base import FINISHED
 from typing import Any, TypeVar
 
 from baton.core.errors import StoreError
+from baton.store.sql.write_future import WriteFuture
 
 T = TypeVar("T")
 log = logging.getLogger("baton.store")
@@ -86,7 +87,7 @@ class WriterPolicy:
         return StoreError(f"commit failed: {exc}")
 
 
-class _Pending(Future):
+class _Pending(WriteFuture):
     """A write's future: waiting on it commits the waiting group here if the writer is idle."""
 
     def __init__(self, writer: GroupCommitWriter) -> None:
@@ -94,10 +95,8 @@ class _Pending(Future):
         self._writer = writer
 
     def result(self, timeout: float | None = None) -> Any:
-        if self._state != FINISHED:  # read without the condition: set last, under the GIL
+        if self._state != FINISHED:
             self._writer.lead(self)
-        if self._state == FINISHED and self._exception is None:
-            return self._result  # committed: no condition to take
         return super().result(timeout)
 
 
