@@ -949,3 +949,49 @@ def test_a_callers_own_loop_is_closed_with_its_thread_and_at_shutdown(make_app) 
     assert from_thread.is_closed() and not here.is_closed()
     app.shutdown()
     assert here.is_closed()
+
+
+def test_run_threads_reuse_idle_threads_up_to_the_limit_and_drop_queued_runs_on_shutdown() -> None:
+    """Sync runs' threads: an idle thread takes the next run; no more than `limit` threads;
+    a shutdown drops the runs not taken yet, waits for those under way, refuses new ones."""
+    import threading
+    import time
+
+    from baton.engine.run_threads import RunThreads
+
+    threads = RunThreads(2, "test-run")
+    ran: list[tuple[int, str]] = []
+    release = threading.Event()
+
+    def run(n: int, block: bool = False) -> None:
+        ran.append((n, threading.current_thread().name))
+        if block:
+            release.wait(5)
+
+    threads.submit(lambda: run(1))
+    deadline = time.monotonic() + 5
+    while len(ran) < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)  # the thread is idle again
+    threads.submit(lambda: run(2))
+    while len(ran) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran[0][1] == ran[1][1]  # the idle thread took it: no second thread
+    threads.submit(lambda: run(3, block=True))
+    threads.submit(lambda: run(4, block=True))
+    threads.submit(lambda: run(5))  # both threads busy, and no third: it waits
+    while len(ran) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert sorted(n for n, _ in ran) == [1, 2, 3, 4]
+    assert len({name for _, name in ran}) == 2
+    stopper = threading.Thread(target=threads.shutdown)
+    stopper.start()
+    time.sleep(0.05)
+    assert stopper.is_alive()  # waits for the runs under way
+    release.set()
+    stopper.join(5)
+    assert not stopper.is_alive()
+    assert sorted(n for n, _ in ran) == [1, 2, 3, 4]  # run 5 was dropped, never started
+    with pytest.raises(RuntimeError):
+        threads.submit(lambda: run(6))

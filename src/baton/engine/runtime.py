@@ -27,6 +27,7 @@ from baton.core.errors import StoreError, WorkflowTimeout
 from baton.engine import failures, liveness
 from baton.engine.execution import Execution
 from baton.engine.registry import Registry
+from baton.engine.run_threads import RunThreads
 from baton.engine.scheduler import Scheduler
 from baton.observability import metrics
 from baton.observability.logging import get_logger
@@ -80,7 +81,7 @@ class Runtime:
         self._stopped = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._wf_pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="baton-wf")
+        self._wf_threads = RunThreads(options.concurrency, "baton-wf")
         # a run started here is handed to its thread as the starter's next commit syncs
         self._at_next_sync: Callable[[Callable[[], object]], None] | None = getattr(
             store, "at_next_sync", None
@@ -280,7 +281,7 @@ class Runtime:
         if not self._loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._stop(not drained), self._loop).result()
         self._thread.join()
-        self._wf_pool.shutdown(wait=drained, cancel_futures=True)
+        self._wf_threads.shutdown(wait=drained)
         if self._step_pool is not None:
             self._step_pool.shutdown(wait=False, cancel_futures=True)
         for loop in list(self._own_loops):  # callers' loops: idle once drained
@@ -368,7 +369,7 @@ class Runtime:
         if ex.wf.is_async:
             self._loop.call_soon_threadsafe(self._start_task, ex)
         else:
-            self._wf_pool.submit(ex.run_sync)
+            self._wf_threads.submit(ex.run_sync)
 
     def _start_soon(self, ex: Execution) -> None:
         """`_start`, made by the writer as a commit syncs."""
