@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -995,3 +996,56 @@ def test_run_threads_reuse_idle_threads_up_to_the_limit_and_drop_queued_runs_on_
     assert sorted(n for n, _ in ran) == [1, 2, 3, 4]  # run 5 was dropped, never started
     with pytest.raises(RuntimeError):
         threads.submit(lambda: run(6))
+
+
+def test_loop_handoff_wakes_the_loop_once_per_batch() -> None:
+    """Outcomes resolved by another thread reach their waiters on the loop with one wake-up
+    for all that came before it ran; errors arrive as errors; cancelling a waiter leaves the
+    Future alone; a closed loop takes no calls."""
+    import asyncio
+    import threading
+    from concurrent.futures import Future
+
+    from baton.engine import loop_handoff
+
+    loop = asyncio.new_event_loop()
+    wakeups: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakeups.append(callback)
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    futures = [Future() for _ in range(5)]
+    ran: list[str] = []
+
+    async def main() -> tuple[list[Any], bool]:
+        waiters = [loop_handoff.awaitable(f, loop) for f in futures]
+        abandoned = Future()
+        task = asyncio.ensure_future(loop_handoff.awaitable(abandoned, loop))
+
+        def resolve_all() -> None:  # one burst, as a commit resolves its group
+            for i, f in enumerate(futures[:-1]):
+                f.set_result(i)
+            futures[-1].set_exception(ValueError("lost"))
+            loop_handoff.call_soon(loop, lambda: ran.append("called"))
+
+        worker = threading.Thread(target=resolve_all)
+        worker.start()
+        worker.join()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        task.cancel()
+        await asyncio.sleep(0)
+        return results, abandoned.cancelled()
+
+    results, cancelled = loop.run_until_complete(main())
+    assert results[:4] == [0, 1, 2, 3] and isinstance(results[4], ValueError)
+    assert ran == ["called"] and not cancelled
+    assert len(wakeups) == 1
+    done = Future()
+    done.set_result("at once")
+    assert loop.run_until_complete(loop_handoff.awaitable(done, loop)) == "at once"
+    loop.close()
+    with pytest.raises(RuntimeError):
+        loop_handoff.call_soon(loop, lambda: None)

@@ -30,7 +30,7 @@ from baton.core.errors import (
     WorkflowTimeout,
 )
 from baton.core.events import run_event
-from baton.engine import failures, saga
+from baton.engine import failures, loop_handoff, saga
 from baton.engine.registry import StepDef, WorkflowDef
 from baton.observability import metrics, tracing
 from baton.observability.logging import bind_contextvars, get_logger, unbind_contextvars
@@ -303,7 +303,7 @@ class Execution:
             self.wait(fut)
             return
         try:
-            await asyncio.wrap_future(fut)
+            await loop_handoff.awaitable(fut, asyncio.get_running_loop())
         except (FenceLost, StoreError) as exc:
             self._lost(exc)
 

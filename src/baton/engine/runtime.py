@@ -24,7 +24,7 @@ from baton.core import events as ev
 from baton.core import serialization
 from baton.core.clock import Clock
 from baton.core.errors import StoreError, WorkflowTimeout
-from baton.engine import failures, liveness
+from baton.engine import failures, liveness, loop_handoff
 from baton.engine.execution import Execution
 from baton.engine.registry import Registry
 from baton.engine.run_threads import RunThreads
@@ -367,7 +367,7 @@ class Runtime:
 
     def _start(self, ex: Execution) -> None:
         if ex.wf.is_async:
-            self._loop.call_soon_threadsafe(self._start_task, ex)
+            loop_handoff.call_soon(self._loop, functools.partial(self._start_task, ex))
         else:
             self._wf_threads.submit(ex.run_sync)
 
