@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -530,3 +531,38 @@ def test_a_write_future_behaves_as_a_concurrent_future() -> None:
         return value, abandoned.cancelled()
 
     assert asyncio.run(awaited()) == (7, True)
+
+
+def test_a_woken_waiter_wakes_the_rest_of_its_group(sqlite_path: Path) -> None:
+    """Writes resolved together, whose callers block on them: the resolving thread wakes one
+    caller, which resolves the others and makes the handed-over calls; nothing is left."""
+    from baton.store.sql import writer as w
+
+    store = SQLiteStore(sqlite_path)
+    pending = [w._Pending(store._writer) for _ in range(4)]
+    for fut in pending:
+        fut.set_running_or_notify_cancel()
+    got: dict[int, object] = {}
+    callers = {threading.get_ident()}
+    called: list[int] = []
+
+    def wait(i: int) -> None:
+        callers.add(threading.get_ident())
+        got[i] = pending[i].result()
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while not all(f._blocked for f in pending) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    w._wake(
+        [(f, True, i) for i, f in enumerate(pending)],
+        [lambda: called.append(threading.get_ident())],
+    )
+    for thread in threads:
+        thread.join(5)
+    assert got == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert len(called) == 1 and called[0] != threading.get_ident()  # made by a woken caller
+    assert called[0] in callers
+    store.close()

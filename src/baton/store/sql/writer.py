@@ -27,7 +27,9 @@ with the statements of the commit (each statement lets go of the GIL, and a thre
 Python keeps it until it blocks). Other futures are resolved after the commit, outside the
 lock. Callbacks on these futures must not block. For the same reason a caller can hand
 over other wake-ups (`at_next_sync`: a new run's hand-off to its worker) to be made at the
-next commit's sync.
+next commit's sync. Of the callers woken there, the committer wakes one that blocks on its
+write, and leaves it the others and the handed-over wake-ups: each wake-up is a system call
+on the commit's path, and the woken thread makes them as the disk syncs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED
+from concurrent.futures._base import FINISHED, RUNNING
 from typing import Any, TypeVar
 
 from baton.core.errors import StoreError
@@ -93,11 +95,33 @@ class _Pending(WriteFuture):
     def __init__(self, writer: GroupCommitWriter) -> None:
         super().__init__()
         self._writer = writer
+        # a thread blocks on it until it is done: its resolver may leave that thread the
+        # others of its group to wake (`_wake`); both under the future's lock
+        self._blocked = False
+        self._relay: list[tuple[list[tuple[Future, bool, Any]], list[Callable[[], Any]]]] = []
 
     def result(self, timeout: float | None = None) -> Any:
         if self._state != FINISHED:
             self._writer.lead(self)
+            if self._state != FINISHED and timeout is None:
+                self._blocked = True
+                try:
+                    self._wait(None)
+                finally:  # also when interrupted: what was left to it is passed on
+                    with self._lock:
+                        self._blocked = False
+                        relay, self._relay = self._relay, []
+                    for later, calls in relay:
+                        _wake(later, calls)
         return super().result(timeout)
+
+    def take_relay(self, later: list[tuple[Future, bool, Any]], calls: list[Any]) -> bool:
+        """Leave `later` and `calls` to the thread blocked on this future, if one is."""
+        with self._lock:
+            if not self._blocked or self._state != RUNNING:
+                return False
+            self._relay.append((later, calls))
+            return True
 
 
 class GroupCommitWriter:
@@ -399,6 +423,15 @@ def _fail_all(live: list[tuple[Op, Future]], exc: BaseException) -> list[tuple[F
 
 
 def _wake(later: list[tuple[Future, bool, Any]], calls: list[Callable[[], Any]]) -> None:
+    """Resolve `later` and make the `calls`; when a thread waits on one of those writes, only
+    it is woken here, and it wakes the rest (each wake-up is a system call, and these are
+    made just before a commit, on its path)."""
+    if len(later) > 1 or (later and calls):
+        for i, (fut, _, _) in enumerate(later):
+            rest = later[:i] + later[i + 1 :]
+            if isinstance(fut, _Pending) and fut.take_relay(rest, calls):
+                _resolve([later[i]])
+                return
     _resolve(later)
     for call in calls:
         _call(call)
