@@ -1046,6 +1046,12 @@ def test_loop_handoff_wakes_the_loop_once_per_batch() -> None:
     done = Future()
     done.set_result("at once")
     assert loop.run_until_complete(loop_handoff.awaitable(done, loop)) == "at once"
+    pending = Future()
+    waiter = loop_handoff.awaitable(pending, loop)
     loop.close()
     with pytest.raises(RuntimeError):
         loop_handoff.call_soon(loop, lambda: None)
+    with pytest.raises(RuntimeError):  # closed after the check: told all the same
+        loop_handoff._handoff(loop).add(lambda: None)
+    pending.set_result("late")  # its waiter's loop is gone: dropped, nothing raised
+    assert not waiter.done()

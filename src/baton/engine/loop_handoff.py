@@ -37,7 +37,14 @@ def awaitable(fut: Future, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
         _copy(fut, waiter)
         return waiter
     handoff = _handoff(loop)
-    fut.add_done_callback(lambda done: handoff.add(functools.partial(_copy, done, waiter)))
+
+    def resolved(done: Future) -> None:
+        try:
+            handoff.add(functools.partial(_copy, done, waiter))
+        except RuntimeError:  # the loop closed: nobody waits any more
+            pass
+
+    fut.add_done_callback(resolved)
     return waiter
 
 
@@ -64,18 +71,22 @@ class _Handoff:
         self._scheduled = False
 
     def add(self, fn: Callable[[], object]) -> None:
+        """Have the loop call `fn` soon; RuntimeError if it is closed."""
         with self._lock:
             self._ready.append(fn)
             if self._scheduled:
                 return
             self._scheduled = True
         loop = self._loop()
-        if loop is None or loop.is_closed():
-            return  # nobody is left to wake
         try:
+            if loop is None:
+                raise RuntimeError("Event loop is closed")
             loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # closed meanwhile
-            pass
+        except RuntimeError:
+            with self._lock:  # nothing will run them: the next caller is told as well
+                self._ready.clear()
+                self._scheduled = False
+            raise
 
     def _drain(self) -> None:
         with self._lock:
