@@ -446,7 +446,9 @@ def test_routine_events_leave_the_type_index(sqlite_path: Path) -> None:
 
 
 def test_a_version_4_store_is_migrated_with_its_events(sqlite_path: Path) -> None:
-    """Migration 5 rebuilds the type index of a store written by the previous version."""
+    """Migrations 5 and 6 rebuild the type index and the events table of a store written by
+    version 4: every event kept with its seq, new ones numbered on from the highest, no
+    counter page left for them."""
     from baton.store.sqlite.migrations import MIGRATIONS
 
     conn = sqlite3.connect(sqlite_path, isolation_level=None)
@@ -461,15 +463,24 @@ def test_a_version_4_store_is_migrated_with_its_events(sqlite_path: Path) -> Non
             (f"e{i}", kind, float(i)),
         )
     conn.close()
+    before = query(sqlite_path, "SELECT seq, id FROM events ORDER BY seq")
     store = SQLiteStore(sqlite_path)
     assert [e.id for e in store.list_events(type="baton.run.failed")] == ["e1"]
     assert [e.id for e in store.list_events(type="baton.step.completed")] == ["e2"]
+    assert [(e.seq, e.id) for e in store.list_events()] == before
+    from baton.core.events import CloudEvent
+
+    store.ingest_events([CloudEvent("t.new", "test", "r", {})]).result()
+    assert store.last_event_seq() == before[-1][0] + 1
     store.close()
     assert query(sqlite_path, "SELECT value FROM baton_meta WHERE key='schema_version'") == [
         (str(SCHEMA_VERSION),)
     ]
     (sql,) = query(sqlite_path, "SELECT sql FROM sqlite_master WHERE name = 'events_type'")[0]
     assert "NOT IN" in sql
+    (table,) = query(sqlite_path, "SELECT sql FROM sqlite_master WHERE name = 'events'")[0]
+    assert "AUTOINCREMENT" not in table
+    assert query(sqlite_path, "SELECT * FROM sqlite_sequence WHERE name = 'events'") == []
 
 
 def test_a_write_future_behaves_as_a_concurrent_future() -> None:

@@ -11,7 +11,7 @@ import functools
 import re
 
 from baton.core.errors import NotABatonStore, SchemaVersionError, StoreUnavailable
-from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
+from baton.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION, SQLITE_ONLY
 
 _TYPES = (
     (
@@ -27,6 +27,8 @@ IDENTITY_TABLES = ("events", "signals")
 
 
 def postgres_sql(script: str) -> str:
+    if script.lstrip().startswith(SQLITE_ONLY):
+        return ""  # a step of SQLite's own (its number still counts here)
     for pattern, replacement in _TYPES:
         script = pattern.sub(replacement, script)
     return script

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# the first line of a migration that only SQLite applies (PostgreSQL counts it, doing nothing)
+SQLITE_ONLY = "-- sqlite only"
+
 MIGRATIONS: list[str] = [
     # 1: runs (the queue), step checkpoints, the event log, worker liveness
     """
@@ -242,6 +245,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_type ON events (type, seq)
         WHERE type NOT IN ('baton.run.enqueued', 'baton.run.started', 'baton.step.completed',
                            'baton.run.succeeded');
+    """,
+    # 6: events.seq without AUTOINCREMENT, whose counter page (sqlite_sequence) every commit
+    #    that logs an event wrote; seq is the rowid, max + 1, and still never reused, since
+    #    nothing deletes events. PostgreSQL's identity column has no such page: not there.
+    f"""
+    {SQLITE_ONLY}
+    CREATE TABLE events_next (
+        seq             INTEGER PRIMARY KEY,
+        id              TEXT NOT NULL UNIQUE,
+        type            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        subject         TEXT,
+        time            REAL NOT NULL,
+        correlation_id  TEXT,
+        run_id          TEXT,
+        data            TEXT
+    );
+    INSERT INTO events_next (seq, id, type, source, subject, time, correlation_id, run_id, data)
+        SELECT seq, id, type, source, subject, time, correlation_id, run_id, data FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_next RENAME TO events;
+    CREATE INDEX events_run ON events (run_id, seq);
+    CREATE INDEX events_type ON events (type, seq)
+        WHERE type NOT IN ('baton.run.enqueued', 'baton.run.started', 'baton.step.completed',
+                           'baton.run.succeeded');
+    CREATE INDEX events_correlation ON events (correlation_id, seq)
+        WHERE correlation_id IS NOT NULL AND (run_id IS NULL OR correlation_id != run_id);
+    DELETE FROM sqlite_sequence WHERE name = 'events';
     """,
 ]
 
