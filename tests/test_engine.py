@@ -1055,3 +1055,35 @@ def test_loop_handoff_wakes_the_loop_once_per_batch() -> None:
         loop_handoff._handoff(loop).add(lambda: None)
     pending.set_result("late")  # its waiter's loop is gone: dropped, nothing raised
     assert not waiter.done()
+
+
+def test_a_run_handed_to_the_loop_takes_nothing_of_the_context_that_handed_it(make_app) -> None:
+    """The batch that starts an async run on the worker's loop may be scheduled from any
+    context, a step's included (its writes are committed where they are submitted): the run
+    gets a context of its own, so `baton.gather` in it is not taken for a call in a step."""
+    import contextvars
+
+    from baton.engine import loop_handoff
+    from baton.engine.execution import in_step
+
+    app = make_app()
+
+    @app.step()
+    async def square(x: int) -> int:
+        return x * x
+
+    @app.workflow()
+    async def fan(n: int) -> list[int]:
+        return await baton.gather(*[square(i) for i in range(n)])
+
+    marked = contextvars.copy_context()
+    marked.run(in_step.set, ("somewhere", 1, 1))
+    handles = marked.run(lambda: [app.start(fan, 3) for _ in range(5)])
+    assert [h.result(timeout=30) for h in handles] == [[0, 1, 4]] * 5
+
+    seen: list[object] = []
+    loop = asyncio.new_event_loop()
+    marked.run(loop_handoff.call_soon, loop, lambda: seen.append(in_step.get()))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    assert seen == [None]  # the handed-over call does not run in the caller's context

@@ -13,6 +13,7 @@ handed over is committed (or fails) whoever still waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 import weakref
@@ -81,7 +82,8 @@ class _Handoff:
         try:
             if loop is None:
                 raise RuntimeError("Event loop is closed")
-            loop.call_soon_threadsafe(self._drain)
+            # in an empty context: the items are not the scheduling thread's to run
+            loop.call_soon_threadsafe(self._drain, context=contextvars.Context())
         except RuntimeError:
             with self._lock:  # nothing will run them: the next caller is told as well
                 self._ready.clear()

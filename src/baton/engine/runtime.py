@@ -8,6 +8,7 @@ dispatcher sleeps until the earliest one (or until woken by a local submission).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import heapq
 import os
@@ -380,7 +381,9 @@ class Runtime:
             self.finished(ex)
 
     def _start_task(self, ex: Execution) -> None:
-        ex.task = self._loop.create_task(ex.run_async())
+        # a context of its own: nothing of whoever handed the run over (a step's marks, a
+        # bound logger) may follow it into the run
+        ex.task = self._loop.create_task(ex.run_async(), context=contextvars.Context())
 
     def _arm_deadline(self, ex: Execution) -> None:
         delay = max(0.0, (ex.run.deadline_at or 0) - self.clock.now())
