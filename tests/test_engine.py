@@ -971,9 +971,9 @@ def test_run_threads_reuse_idle_threads_up_to_the_limit_and_drop_queued_runs_on_
 
     threads.submit(lambda: run(1))
     deadline = time.monotonic() + 5
-    while len(ran) < 1 and time.monotonic() < deadline:
+    while threads._idle < 1 and time.monotonic() < deadline:  # ran, and is idle again
         time.sleep(0.005)
-    time.sleep(0.05)  # the thread is idle again
+    assert ran == [(1, ran[0][1])]
     threads.submit(lambda: run(2))
     while len(ran) < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
